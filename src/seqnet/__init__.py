@@ -1,0 +1,15 @@
+"""seqnet: recurrent sequence models with hand-written BPTT on the Python array API.
+
+    import seqnet
+    seqnet.use_backend("numpy")            # or "cupy", "torch", "array_api_strict"
+    lstm = seqnet.LSTM(32, 64, num_layers=2)
+    (out, (h_n, c_n)), backprop = lstm.forward(x)
+    dx, (dh0, dc0) = backprop(d_out, None)
+"""
+from .backend import Backend, backend, get_backend, to_numpy, use_backend
+from .errors import SeqnetError
+from .layers import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+
+__all__ = ["GRU", "LSTM", "RNN", "Backend", "SeqnetError", "backend", "get_backend", "to_numpy", "use_backend"]

@@ -1,0 +1,42 @@
+"""Moving arrays between backends and checking where an array lives."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendMismatchError, DTypeError, ShapeError
+from .registry import Backend, _array_library, _dtype_to_name, describe_array
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host numpy copy of ``x``, whichever backend or device it lives on."""
+    lib = _array_library(x)
+    if lib == "numpy":
+        return np.array(x, copy=True)
+    if lib == "torch":
+        return x.detach().cpu().numpy().copy()
+    if lib == "cupy":
+        return x.get()
+    if lib == "array_api_strict":
+        import array_api_strict
+
+        return np.array(x.to_device(array_api_strict.Device("CPU_DEVICE")), copy=True)
+    return np.array(x, copy=True)
+
+
+def check_array(backend: Backend, x: Any, name: str, *, ndim: int | None = None, dtype: Any = None):
+    """Raise a clear error unless ``x`` is a ``backend`` array with ``ndim`` dims and float ``dtype``."""
+    if not backend.owns(x):
+        raise BackendMismatchError(
+            f"{name}: expected a {backend.name} array on device {backend.device!s}, received "
+            f"{describe_array(x)}; move data explicitly (seqnet.to_numpy, layer.to(...)) - seqnet never copies silently"
+        )
+    if ndim is not None and x.ndim != ndim:
+        raise ShapeError(f"{name}: expected a {ndim}-D array, received shape {tuple(x.shape)}")
+    if dtype is not None:
+        want, got = _dtype_to_name(dtype), _dtype_to_name(x.dtype)
+        if want != got:
+            kind = "an integer" if got.startswith(("int", "uint", "bool")) else "a"
+            raise DTypeError(f"{name}: expected dtype {want}, received {kind} {got} array")
+    return x

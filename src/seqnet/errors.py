@@ -1,0 +1,42 @@
+"""Exceptions raised by seqnet.
+
+Each is a subclass of the built-in exception a caller would expect (ValueError,
+TypeError, RuntimeError), so ``except ValueError`` keeps working, while
+``except seqnet.SeqnetError`` catches everything seqnet raises on purpose.
+"""
+
+
+class SeqnetError(Exception):
+    """Base class of every error seqnet raises on purpose."""
+
+
+class ShapeError(SeqnetError, ValueError):
+    """An array has the wrong rank or size."""
+
+
+class DTypeError(SeqnetError, TypeError):
+    """An array has the wrong dtype (integer where float is needed, float32 vs float64)."""
+
+
+class BackendError(SeqnetError, RuntimeError):
+    """A backend cannot be used (not installed, no device), or arrays come from another one."""
+
+
+class BackendMismatchError(BackendError, TypeError):
+    """An array lives on another backend or device than the layer that receives it."""
+
+
+class ConfigError(SeqnetError, ValueError):
+    """An argument has a value outside what is allowed."""
+
+
+class CorpusError(SeqnetError, ValueError):
+    """A corpus is missing, empty, undecodable, or too small for the requested batches."""
+
+
+class CheckpointError(SeqnetError, ValueError):
+    """A checkpoint is missing, truncated, corrupt, or written by something else."""
+
+
+class NonFiniteLossError(SeqnetError, FloatingPointError):
+    """Training produced a NaN or infinite loss."""

@@ -1,0 +1,18 @@
+"""Inverted dropout with masks drawn on the host, so every backend drops the same units for a seed."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+def check_dropout(p: float, name: str = "dropout") -> float:
+    if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
+        raise ConfigError(f"{name}: expected a probability in [0, 1), received {p!r}")
+    return float(p)
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, backend, dtype_name: str):
+    """A (shape) array of 0 and 1/(1-p): multiply activations by it, and their gradients too."""
+    keep = rng.random(shape) >= p
+    return backend.asarray(keep / (1.0 - p), dtype_name)

@@ -1,0 +1,342 @@
+"""Stacked, optionally bidirectional recurrent layers: RNN, LSTM, GRU.
+
+All three are one class, :class:`Recurrent`, parametrized by a cell. Shapes follow
+PyTorch: x (T, B, I) or (B, T, I) with ``batch_first``; out (T, B, D*H);
+h_n (D*num_layers, B, H) with D = 2 if bidirectional else 1.
+
+Internal layout of each layer and direction: ``weight_ih`` (I, G*H) and ``weight_hh``
+(H, G*H), transposed from PyTorch's and with gates in the cell's internal order, so that
+the input projection of all timesteps is one (T*B, I) @ (I, G*H) matmul.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backend import check_array, to_numpy
+from ..backend.registry import _array_library
+from ..cells import Cell, GRUCell, LSTMCell, RNNCell
+from ..errors import ConfigError, DTypeError, ShapeError
+from .base import Layer
+from .dropout import check_dropout, dropout_mask
+from .time_loop import scan_backward, scan_forward
+
+INITS = ("uniform", "orthogonal")
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name}: expected a positive integer, received {value!r}")
+    return int(value)
+
+
+class Recurrent(Layer):
+    """A stack of recurrent layers driven by one cell type.
+
+    Training: ``(out, h_n), backprop = layer.forward(x, hx, lengths)`` then
+    ``dx, dhx = backprop(d_out, d_h_n)``; parameter gradients accumulate in ``grads``.
+    """
+
+    def __init__(
+        self,
+        cell: Cell,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = None,
+        seed: int | None = None,
+        init: str = "uniform",
+        forget_bias: float | None = None,
+    ):
+        super().__init__(dtype)
+        self.cell = cell
+        self.input_size = _check_positive_int(input_size, "input_size")
+        self.hidden_size = _check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = _check_positive_int(num_layers, "num_layers")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = check_dropout(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        if init not in INITS:
+            raise ConfigError(f"init: expected one of {INITS}, received {init!r}")
+        self.init = init
+        self.forget_bias = forget_bias
+        self._rng = np.random.default_rng(seed)
+        self._init_params(self._initial_host_params())
+
+    # -- parameter names and layout ---------------------------------------------------
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _units(self):
+        """(layer, direction, index into h_n, parameter-name suffix) in PyTorch's order."""
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                yield layer, direction, layer * self.num_directions + direction, self._suffix(layer, direction)
+
+    def _layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.hidden_size * self.num_directions
+
+    def _initial_host_params(self) -> dict[str, np.ndarray]:
+        """PyTorch-layout parameters drawn on the host: the same seed gives the same weights on every backend."""
+        gh, hidden = self.cell.num_gates * self.hidden_size, self.hidden_size
+        bound = 1.0 / math.sqrt(hidden)
+        params: dict[str, np.ndarray] = {}
+        for layer, _, _, sfx in self._units():
+            params["weight_ih" + sfx] = self._rng.uniform(-bound, bound, (gh, self._layer_input_size(layer)))
+            w_hh = self._rng.uniform(-bound, bound, (gh, hidden))
+            if self.init == "orthogonal":
+                w_hh = np.concatenate([self._orthogonal(hidden) for _ in range(self.cell.num_gates)], axis=0)
+            params["weight_hh" + sfx] = w_hh
+            if self.bias:
+                params["bias_ih" + sfx] = self._rng.uniform(-bound, bound, gh)
+                params["bias_hh" + sfx] = self._rng.uniform(-bound, bound, gh)
+                if self.forget_bias is not None and isinstance(self.cell, LSTMCell):
+                    forget = slice(hidden, 2 * hidden)  # PyTorch order i, f, g, o
+                    params["bias_ih" + sfx][forget] = float(self.forget_bias)
+                    params["bias_hh" + sfx][forget] = 0.0
+        return params
+
+    def _orthogonal(self, n: int) -> np.ndarray:
+        q, r = np.linalg.qr(self._rng.standard_normal((n, n)))
+        return q * np.sign(np.diag(r))
+
+    def _gate_blocks(self, value, order: list[int]):
+        """Reorder the gate blocks along axis 0: block k of the result is block ``order[k]``."""
+        if order == sorted(order):
+            return value
+        h = self.hidden_size
+        return self.backend.xp.concat([value[k * h:(k + 1) * h, ...] for k in order], axis=0)
+
+    def _to_internal(self, name, value):
+        value = self._gate_blocks(value, self.cell.gate_permutation)
+        return self.backend.xp.matrix_transpose(value) if name.startswith("weight") else value
+
+    def _to_public(self, name, value):
+        inverse = [self.cell.gate_permutation.index(k) for k in range(self.cell.num_gates)]
+        if name.startswith("weight"):
+            return self._gate_blocks(self.backend.xp.matrix_transpose(value), inverse)
+        return self._gate_blocks(value, inverse)
+
+    def _public_shapes(self):
+        gh = self.cell.num_gates * self.hidden_size
+        shapes = {}
+        for layer, _, _, sfx in self._units():
+            shapes["weight_ih" + sfx] = (gh, self._layer_input_size(layer))
+            shapes["weight_hh" + sfx] = (gh, self.hidden_size)
+            if self.bias:
+                shapes["bias_ih" + sfx] = (gh,)
+                shapes["bias_hh" + sfx] = (gh,)
+        return shapes
+
+    # -- input checking ---------------------------------------------------------------
+    def _check_input(self, x):
+        x = check_array(self.backend, x, "x", ndim=3, dtype=self.dtype_name)
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"x: expected feature size (last dim) {self.input_size}, received shape {tuple(x.shape)}")
+        if self.batch_first:
+            x = self.backend.xp.permute_dims(x, (1, 0, 2))
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ShapeError(f"x: expected at least one timestep and one batch row, received shape {tuple(x.shape)}")
+        return x
+
+    def _state_shape(self, batch: int) -> tuple[int, int, int]:
+        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+
+    def _check_state(self, value, name: str, batch: int):
+        value = check_array(self.backend, value, name, ndim=3, dtype=self.dtype_name)
+        if tuple(value.shape) != self._state_shape(batch):
+            raise ShapeError(f"{name}: expected shape {self._state_shape(batch)} (D*num_layers, B, H), received {tuple(value.shape)}")
+        return value
+
+    def _split_state(self, hx, batch: int, name: str) -> list[tuple]:
+        """hx -> one state tuple per (layer, direction); None means zeros."""
+        n_state = len(self.cell.state_names)
+        if hx is None:
+            zeros = self.backend.zeros((batch, self.hidden_size), self.dtype)
+            return [tuple(zeros for _ in range(n_state)) for _ in self._units()]
+        parts = self._state_parts(hx, name)
+        parts = [
+            self._check_state(p, f"{name}[{k}]" if n_state > 1 else name, batch) if p is not None
+            else self.backend.zeros(self._state_shape(batch), self.dtype)
+            for k, p in enumerate(parts)
+        ]
+        return [tuple(p[idx, ...] for p in parts) for _, _, idx, _ in self._units()]
+
+    def _state_parts(self, hx, name: str) -> list:
+        n_state = len(self.cell.state_names)
+        if n_state == 1:
+            return [hx]
+        if not isinstance(hx, (tuple, list)) or len(hx) != n_state:
+            raise ShapeError(f"{name}: expected a tuple of {n_state} arrays {self.cell.state_names}, received {type(hx).__name__}")
+        return list(hx)
+
+    def _join_state(self, per_unit: list[tuple]):
+        xp = self.backend.xp
+        joined = [xp.stack([s[k] for s in per_unit]) for k in range(len(self.cell.state_names))]
+        return joined[0] if len(joined) == 1 else tuple(joined)
+
+    def _masks(self, lengths, steps: int, batch: int):
+        """lengths -> (per-step (B, 1) bool masks, (T, B, 1) mask); (None, None) when every row is full."""
+        if lengths is None:
+            return None, None
+        if _array_library(lengths) is not None:
+            host = to_numpy(lengths)  # one host transfer per call, never per step
+        else:
+            try:
+                host = np.asarray(lengths)
+            except (TypeError, ValueError) as err:
+                raise DTypeError(f"lengths: expected a sequence of ints, received {type(lengths).__name__}") from err
+        if host.dtype.kind not in "iu":
+            raise DTypeError(f"lengths: expected integers, received dtype {host.dtype}")
+        if host.shape != (batch,):
+            raise ShapeError(f"lengths: expected one length per batch row, shape ({batch},), received shape {host.shape}")
+        bad = [int(v) for v in host if not 1 <= v <= steps]
+        if bad:
+            raise ConfigError(f"lengths: every length must lie in 1..{steps} (T), received {bad}")
+        if np.all(host == steps):
+            return None, None
+        mask = self.backend.asarray((np.arange(steps)[:, None] < host[None, :])[:, :, None])
+        return [mask[t, ...] for t in range(steps)], mask
+
+    # -- forward and backward ---------------------------------------------------------
+    def _unit_params(self, sfx: str):
+        p = self.params
+        b_ih, b_hh = p.get("bias_ih" + sfx), p.get("bias_hh" + sfx)
+        proj_bias = None
+        if b_ih is not None:
+            proj_bias = b_ih + b_hh if self.cell.fold_hidden_bias else b_ih
+        return p["weight_ih" + sfx], p["weight_hh" + sfx], proj_bias, (None if self.cell.fold_hidden_bias else b_hh)
+
+    def __call__(self, x, hx=None, lengths=None):
+        """Inference: ``out, h_n = layer(x, hx, lengths)`` (no dropout, nothing kept for backward)."""
+        return self._run(x, hx, lengths, training=False)[0]
+
+    def forward(self, x, hx=None, lengths=None):
+        """Training forward: returns ``((out, h_n), backprop)``; dropout between layers is active."""
+        return self._run(x, hx, lengths, training=True)
+
+    def _run(self, x, hx, lengths, training: bool):
+        backend, xp = self.backend, self.backend.xp
+        with backend.activate():
+            x = self._check_input(x)
+            steps, batch = x.shape[0], x.shape[1]
+            states0 = self._split_state(hx, batch, "hx")
+            masks, mask_all = self._masks(lengths, steps, batch)
+            layer_inputs, drops, tapes, finals = [], [], {}, [None] * len(states0)
+            layer_input = x
+            for layer in range(self.num_layers):
+                drop = None
+                if training and layer > 0 and self.dropout > 0:
+                    drop = dropout_mask(self._rng, tuple(layer_input.shape), self.dropout, backend, self.dtype_name)
+                    layer_input = layer_input * drop
+                layer_inputs.append(layer_input)
+                drops.append(drop)
+                flat_input = xp.reshape(layer_input, (steps * batch, -1))
+                outs = []
+                for direction in range(self.num_directions):
+                    idx = layer * self.num_directions + direction
+                    w_ih, w_hh, proj_bias, b_hh = self._unit_params(self._suffix(layer, direction))
+                    xproj = xp.matmul(flat_input, w_ih)
+                    if proj_bias is not None:
+                        xproj = xproj + proj_bias
+                    xproj = xp.reshape(xproj, (steps, batch, -1))
+                    hs, finals[idx], tapes[idx] = scan_forward(
+                        self.cell, xproj, states0[idx], w_hh, b_hh, masks, bool(direction), xp=xp, keep_tape=training)
+                    outs.append(hs)
+                layer_input = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
+                if mask_all is not None:
+                    layer_input = xp.where(mask_all, layer_input, 0.0)
+            out = xp.permute_dims(layer_input, (1, 0, 2)) if self.batch_first else layer_input
+            result = (out, self._join_state(finals))
+
+        if not training:
+            return result, None
+
+        def backprop(d_out=None, d_h_n=None):
+            """d_out: like out; d_h_n: like h_n (either may be None). Returns (dx, dhx); accumulates grads."""
+            return self._backprop(d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes)
+
+        return result, backprop
+
+    def _backprop(self, d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes):
+        backend, xp = self.backend, self.backend.xp
+        hidden, n_dir = self.hidden_size, self.num_directions
+        with backend.activate():
+            d_layer_out = None
+            if d_out is not None:
+                out_shape = (batch, steps, n_dir * hidden) if self.batch_first else (steps, batch, n_dir * hidden)
+                d_out = check_array(backend, d_out, "d_out", ndim=3, dtype=self.dtype_name)
+                if tuple(d_out.shape) != out_shape:
+                    raise ShapeError(f"d_out: expected the shape of out {out_shape}, received {tuple(d_out.shape)}")
+                d_layer_out = xp.permute_dims(d_out, (1, 0, 2)) if self.batch_first else d_out
+            d_finals = self._split_state(d_h_n, batch, "d_h_n")
+            d_states0 = [None] * len(d_finals)
+            for layer in range(self.num_layers - 1, -1, -1):
+                layer_input = layer_inputs[layer]
+                flat_input = xp.reshape(layer_input, (steps * batch, -1))
+                if d_layer_out is not None and mask_all is not None:
+                    d_layer_out = xp.where(mask_all, d_layer_out, 0.0)
+                d_flat_input = None
+                for direction in range(n_dir):
+                    idx = layer * n_dir + direction
+                    sfx = self._suffix(layer, direction)
+                    w_ih, w_hh, _, _ = self._unit_params(sfx)
+                    d_hs = None
+                    if d_layer_out is not None:
+                        d_hs = d_layer_out if n_dir == 1 else d_layer_out[..., direction * hidden:(direction + 1) * hidden]
+                    d_states0[idx], d_xproj, d_hproj = scan_backward(
+                        self.cell, tapes[idx], d_hs, d_finals[idx], w_hh, masks, xp=xp)
+                    d_x2 = xp.reshape(d_xproj, (steps * batch, -1))
+                    d_h2 = d_x2 if d_hproj is d_xproj else xp.reshape(d_hproj, (steps * batch, -1))
+                    h_prev = xp.reshape(xp.stack(tapes[idx].h_prev), (steps * batch, hidden))
+                    grads = self.param_grads
+                    grads["weight_ih" + sfx] = grads["weight_ih" + sfx] + xp.matmul(xp.matrix_transpose(flat_input), d_x2)
+                    grads["weight_hh" + sfx] = grads["weight_hh" + sfx] + self.cell.hidden_weight_grad(
+                        h_prev, tapes[idx].caches, d_h2, xp=xp)
+                    if self.bias:
+                        grads["bias_ih" + sfx] = grads["bias_ih" + sfx] + xp.sum(d_x2, axis=0)
+                        grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + xp.sum(d_h2, axis=0)
+                    d_in = xp.matmul(d_x2, xp.matrix_transpose(w_ih))
+                    d_flat_input = d_in if d_flat_input is None else d_flat_input + d_in
+                d_layer_out = xp.reshape(d_flat_input, (steps, batch, -1))
+                if drops[layer] is not None:
+                    d_layer_out = d_layer_out * drops[layer]
+            dx = xp.permute_dims(d_layer_out, (1, 0, 2)) if self.batch_first else d_layer_out
+            return dx, self._join_state(d_states0)
+
+
+class RNN(Recurrent):
+    """Elman RNN: h' = tanh or relu(x W_ih^T + b_ih + h W_hh^T + b_hh), as torch.nn.RNN."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=None, seed=None, init="uniform"):
+        self.nonlinearity = nonlinearity
+        super().__init__(RNNCell(nonlinearity), input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, init)
+
+
+class LSTM(Recurrent):
+    """LSTM as torch.nn.LSTM; state is the pair (h, c). ``forget_bias`` sets the forget-gate bias."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=None, seed=None, init="uniform", forget_bias=None):
+        super().__init__(LSTMCell(), input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, init, forget_bias)
+
+
+class GRU(Recurrent):
+    """GRU; ``reset_after=True`` is torch.nn.GRU / cuDNN, False is Cho et al.'s original."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=None, seed=None, init="uniform", reset_after=True):
+        self.reset_after = bool(reset_after)
+        super().__init__(GRUCell(reset_after), input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, init)

@@ -1,0 +1,519 @@
+"""Crash-safe checkpoints: numpy arrays in safetensors (or .npz) files, everything else in JSON.
+
+Layout of a run directory::
+
+    run_dir/
+      config.json                  the config, for humans (rewritten atomically)
+      latest.json                  {"checkpoint": "checkpoints/step-00001000", ...}
+      checkpoints/
+        step-00000500/             meta.json, weights.<ext>, optimizer.<ext>
+        step-00001000/
+
+A step directory is written in full under a temporary name, fsynced and renamed into place;
+only then is ``latest.json`` replaced atomically. That replacement is the commit point: a
+crash at any moment leaves ``latest.json`` naming a complete, checksummed checkpoint.
+
+Nothing here unpickles: arrays come from safetensors or from ``np.load(allow_pickle=False)``,
+the rest from JSON, so loading a checkpoint cannot run code. Host side only: callers convert
+backend arrays to numpy before saving. One writer per run directory is assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from seqnet.errors import BackendMismatchError, CheckpointError, ConfigError, DTypeError
+
+try:
+    import safetensors.numpy as _safetensors
+except ImportError:  # optional dependency: fall back to .npz
+    _safetensors = None
+
+__all__ = [
+    "Checkpoint",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "has_checkpoint",
+    "load_arrays",
+    "load_checkpoint",
+    "rng_from_json",
+    "rng_to_json",
+    "save_arrays",
+    "save_checkpoint",
+]
+
+FORMAT = "seqnet-checkpoint"
+FORMAT_VERSION = 1
+POINTER_FORMAT = "seqnet-run"
+
+# Format used for new array files; tests turn it off to exercise the .npz path.
+USE_SAFETENSORS: bool = _safetensors is not None
+
+_STEP_DIR = re.compile(r"step-(\d{8,})")
+_TEMP_PREFIX = ".tmp-"
+_ARRAY_SUFFIXES = (".safetensors", ".npz")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything :func:`save_checkpoint` wrote, read back and verified."""
+
+    step: int
+    config: dict
+    tokenizer: dict
+    weights: dict[str, np.ndarray]
+    optimizer_arrays: dict[str, np.ndarray]
+    optimizer_state: dict
+    rng_state: dict
+    data_state: dict
+    extra: dict
+    path: Path
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or new entry in ``directory`` durable (a no-op where dirs can't be opened)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be read
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars convert exactly; arrays belong in the array files, not in JSON
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__module__}.{type(value).__name__} is not JSON-serializable")
+
+
+def _check_keys(obj: Any, where: str) -> None:
+    """Refuse non-string dict keys: JSON would silently turn ``{1: x}`` into ``{"1": x}``."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise CheckpointError(
+                    f"{where}: dict key {key!r} is a {type(key).__name__}, expected str "
+                    "(JSON keys are strings and would not round-trip)"
+                )
+            _check_keys(value, f"{where}[{key!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            _check_keys(value, f"{where}[{i}]")
+
+
+def _dumps(obj: Any, path: Path) -> bytes:
+    _check_keys(obj, str(path))
+    try:
+        text = json.dumps(obj, indent=2, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot write {path}: {exc}") from exc
+    return (text + "\n").encode("utf-8")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as JSON. Tuples come back as lists; dict keys must be str."""
+    path = Path(path)
+    atomic_write_bytes(path, _dumps(obj, path))
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{what}: {path} does not exist") from exc
+    except OSError as exc:
+        raise CheckpointError(f"{what}: cannot read {path}: {exc}") from exc
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{what}: {path} is not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{what}: {path} holds a JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
+# --------------------------------------------------------------------------- array files
+
+
+def _array_suffix() -> str:
+    return ".safetensors" if USE_SAFETENSORS else ".npz"
+
+
+def _checked_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    checked = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"cannot write {path}: array name {name!r} is not a str")
+        if isinstance(value, np.generic):
+            value = np.asarray(value)
+        if not isinstance(value, np.ndarray):
+            kind = f"{type(value).__module__}.{type(value).__name__}"
+            raise BackendMismatchError(
+                f"cannot write {path}: array {name!r} is a {kind}, expected a numpy.ndarray "
+                "(convert backend arrays to numpy before saving)"
+            )
+        if value.dtype.hasobject:
+            raise DTypeError(f"cannot write {path}: array {name!r} has dtype object, which needs pickle")
+        # not np.ascontiguousarray: it turns 0-d arrays into 1-d ones
+        checked[name] = value if value.flags.c_contiguous else value.copy(order="C")
+    return checked
+
+
+def _encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    # What np.savez writes, without its keyword-argument API (an array named "file" would
+    # collide with its first parameter) and with pickling refused.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _encode_arrays(arrays: dict[str, np.ndarray], path: Path) -> bytes:
+    """Serialize ``arrays`` in the format that ``path``'s suffix names."""
+    arrays = _checked_arrays(arrays, path)
+    if path.suffix == ".npz":
+        return _encode_npz(arrays)
+    if path.suffix == ".safetensors":
+        if _safetensors is None:
+            raise CheckpointError(f"cannot write {path}: the safetensors package is not installed")
+        try:
+            return _safetensors.save(arrays)
+        except Exception as exc:  # SafetensorError: an unsupported dtype such as complex128
+            raise DTypeError(f"cannot write {path}: {exc}") from exc
+    raise CheckpointError(f"cannot write {path}: expected suffix .safetensors or .npz")
+
+
+def _decode_arrays(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    """Parse array-file bytes; any failure becomes a CheckpointError naming ``path``."""
+    if path.suffix == ".safetensors" and _safetensors is None:
+        raise CheckpointError(f"cannot read {path}: the safetensors package is not installed")
+    if path.suffix not in _ARRAY_SUFFIXES:
+        raise CheckpointError(f"cannot read {path}: expected suffix .safetensors or .npz")
+    try:
+        if path.suffix == ".safetensors":
+            arrays = dict(_safetensors.load(data))
+        else:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+    except Exception as exc:  # the parsers raise many types; all mean "not a valid file"
+        raise CheckpointError(f"array file {path} is truncated, corrupt or not an array file: {exc}") from exc
+    return arrays
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Atomically write numpy ``arrays`` to ``path``; the format follows its suffix.
+
+    The suffix is replaced by .safetensors (when that package is importable) or .npz; the
+    path actually written is returned.
+    """
+    path = Path(path).with_suffix(_array_suffix())
+    atomic_write_bytes(path, _encode_arrays(arrays, path))
+    return path
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read the arrays of a .safetensors or .npz file (format from the suffix), without pickle.
+
+    The dict is in file order, which safetensors chooses; look arrays up by name.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read array file {path}: {exc}") from exc
+    return _decode_arrays(data, path)
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()  # MT19937, Philox, SFC64 keep part of their state in arrays
+    return value
+
+
+def rng_to_json(generator: np.random.Generator) -> dict:
+    """The exact state of ``generator`` as JSON-ready data (128-bit ints stay Python ints)."""
+    if not isinstance(generator, np.random.Generator):
+        raise TypeError(f"expected a numpy.random.Generator, got {type(generator).__name__}")
+    return _to_plain(generator.bit_generator.state)
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+def rng_from_json(state: dict) -> np.random.Generator:
+    """Rebuild the generator that :func:`rng_to_json` described; it continues the same stream."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise CheckpointError(
+            f"RNG state names bit generator {name!r}, expected one of {', '.join(_BIT_GENERATORS)}"
+        )
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise CheckpointError(f"RNG state for {name} is malformed: {exc}") from exc
+    return np.random.Generator(bit_generator)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _stage(checkpoints_dir: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write ``files`` into a fresh temporary directory next to the step dirs, fsynced."""
+    staging = Path(tempfile.mkdtemp(dir=checkpoints_dir, prefix=f"{_TEMP_PREFIX}{name}-"))
+    try:
+        for file_name, data in files.items():
+            _write_synced(staging / file_name, data)
+        _fsync_dir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def _write_pointer(run_dir: Path, step_dir: Path, step: int) -> None:
+    pointer = {
+        "format": POINTER_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "checkpoint": step_dir.relative_to(run_dir).as_posix(),
+        "step": step,
+    }
+    atomic_write_json(run_dir / "latest.json", pointer)
+
+
+def _read_pointer(run_dir: Path) -> Path:
+    """The step directory that ``run_dir/latest.json`` names (checked to lie inside run_dir)."""
+    path = run_dir / "latest.json"
+    pointer = _read_json(path, "not a seqnet run directory")
+    if pointer.get("format") != POINTER_FORMAT:
+        raise CheckpointError(
+            f"not a seqnet run directory: {path} has format {pointer.get('format')!r}, "
+            f"expected {POINTER_FORMAT!r}"
+        )
+    relative = pointer.get("checkpoint")
+    parts = PurePosixPath(relative).parts if isinstance(relative, str) else ()
+    if len(parts) != 2 or parts[0] != "checkpoints" or parts[1] in ("..", "."):
+        raise CheckpointError(
+            f"{path}: 'checkpoint' is {relative!r}, expected 'checkpoints/<step directory>'"
+        )
+    return run_dir / parts[0] / parts[1]
+
+
+def _prune(checkpoints_dir: Path, keep: int, protected: Path) -> None:
+    """Delete all but the newest ``keep`` step dirs (never ``protected``) and staging leftovers."""
+    steps = sorted(
+        (int(match.group(1)), entry)
+        for entry in checkpoints_dir.iterdir()
+        if entry.is_dir() and (match := _STEP_DIR.fullmatch(entry.name))
+    )
+    doomed = [entry for _, entry in steps[:-keep]]
+    doomed += [e for e in checkpoints_dir.iterdir() if e.name.startswith(_TEMP_PREFIX)]
+    for entry in doomed:
+        if entry.name != protected.name:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    *,
+    config: dict,
+    tokenizer: dict,
+    weights: dict[str, np.ndarray],
+    optimizer_arrays: dict[str, np.ndarray],
+    optimizer_state: dict,
+    rng_state: dict,
+    data_state: dict,
+    step: int,
+    extra: dict | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write a checkpoint to ``run_dir/checkpoints/step-{step:08d}/`` and commit it.
+
+    The commit point is the atomic replacement of ``run_dir/latest.json``. Afterwards step
+    directories older than the newest ``keep`` are deleted. Returns the step directory.
+    """
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ConfigError(f"step must be a non-negative int, got {step!r}")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"keep must be an int >= 1, got {keep!r}")
+    step = int(step)
+    run_dir = Path(run_dir)
+    checkpoints_dir = run_dir / "checkpoints"
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    step_dir = checkpoints_dir / _step_dir_name(step)
+
+    files: dict[str, bytes] = {}
+    manifest: dict[str, dict] = {}
+    for role, arrays in (("weights", weights), ("optimizer", optimizer_arrays)):
+        name = role + _array_suffix()
+        data = _encode_arrays(arrays, step_dir / name)
+        files[name] = data
+        manifest[role] = {
+            "file": name,
+            "names": list(arrays),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "config": config,
+        "tokenizer": tokenizer,
+        "optimizer_state": optimizer_state,
+        "rng_state": rng_state,
+        "data_state": data_state,
+        "extra": {} if extra is None else extra,
+        "arrays": manifest,
+    }
+    files["meta.json"] = _dumps(meta, step_dir / "meta.json")
+
+    atomic_write_json(run_dir / "config.json", config)
+    staged = _stage(checkpoints_dir, step_dir.name, files)
+    if step_dir.exists():
+        # Re-saving a step (a resumed run): latest.json may name step_dir, so it must not
+        # vanish while named. Commit a second staged copy first; _prune removes it later.
+        _write_pointer(run_dir, _stage(checkpoints_dir, step_dir.name, files), step)
+        shutil.rmtree(step_dir)
+    os.rename(staged, step_dir)
+    _fsync_dir(checkpoints_dir)
+    _write_pointer(run_dir, step_dir, step)
+    _prune(checkpoints_dir, keep, protected=step_dir)
+    return step_dir
+
+
+def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarray]:
+    """Read one array file, check its size and sha256 against the manifest, then parse it."""
+    meta_path = step_dir / "meta.json"
+    if not isinstance(entry, dict) or not {"file", "bytes", "sha256"} <= entry.keys():
+        raise CheckpointError(f"{meta_path}: manifest entry {role!r} is missing or malformed: {entry!r}")
+    name = entry["file"]
+    if not isinstance(name, str) or Path(name).name != name or Path(name).suffix not in _ARRAY_SUFFIXES:
+        raise CheckpointError(f"{meta_path}: array file name {name!r} is not a plain .safetensors/.npz name")
+    path = step_dir / name
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint file {name} in {step_dir} cannot be read: {exc}") from exc
+    if len(data) != entry["bytes"]:
+        raise CheckpointError(
+            f"checkpoint file {name} is truncated or corrupt (size {len(data)} bytes, "
+            f"expected {entry['bytes']}): {path}"
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise CheckpointError(
+            f"checkpoint file {name} is truncated or corrupt (sha256 mismatch: "
+            f"expected {entry['sha256']}, found {digest}): {path}"
+        )
+    arrays = _decode_arrays(data, path)
+    names = entry.get("names", list(arrays))
+    if sorted(names) != sorted(arrays):
+        raise CheckpointError(f"checkpoint file {name} holds arrays {sorted(arrays)}, expected {sorted(names)}")
+    return {key: arrays[key] for key in names}
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load and verify the checkpoint of a run directory (via latest.json) or a step directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"not a seqnet run directory: {path} does not exist or is not a directory")
+    if (path / "latest.json").exists():
+        step_dir = _read_pointer(path)
+    elif (path / "meta.json").exists():
+        step_dir = path
+    else:
+        raise CheckpointError(
+            f"not a seqnet run directory: {path} has no latest.json (nor meta.json of a step directory)"
+        )
+    meta_path = step_dir / "meta.json"
+    meta = _read_json(meta_path, "not a seqnet checkpoint")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"not a seqnet checkpoint: {meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{meta_path} has format_version {meta.get('format_version')!r}; this seqnet reads "
+            f"version {FORMAT_VERSION}"
+        )
+    required = ("step", "config", "tokenizer", "optimizer_state", "rng_state", "data_state", "arrays")
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise CheckpointError(f"{meta_path} lacks {', '.join(missing)}")
+    manifest = meta["arrays"] if isinstance(meta["arrays"], dict) else {}
+    return Checkpoint(
+        step=meta["step"],
+        config=meta["config"],
+        tokenizer=meta["tokenizer"],
+        weights=_read_verified(step_dir, manifest.get("weights"), "weights"),
+        optimizer_arrays=_read_verified(step_dir, manifest.get("optimizer"), "optimizer"),
+        optimizer_state=meta["optimizer_state"],
+        rng_state=meta["rng_state"],
+        data_state=meta["data_state"],
+        extra=meta.get("extra") or {},
+        path=step_dir,
+    )
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` has committed a checkpoint (its latest.json exists).
+
+    Deliberately not "a loadable checkpoint": a damaged one must make the caller's
+    :func:`load_checkpoint` fail loudly, not make it start a fresh run over the old one.
+    """
+    return (Path(run_dir) / "latest.json").is_file()
