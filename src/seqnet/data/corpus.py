@@ -37,8 +37,9 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
     """Corpus spec -> sorted list of files.
 
     spec: a file; a directory (every regular file below it, skipping hidden files and
-    directories and __pycache__); a glob pattern ("data/*.txt", "**" allowed); or the name
-    "python-stdlib". Raises CorpusError when nothing is found or every file is empty.
+    directories and __pycache__); a glob pattern ("data/*.txt", "**" allowed; like the shell,
+    wildcards skip hidden names, and __pycache__ is skipped too); or the name "python-stdlib".
+    Raises CorpusError when nothing is found or every file is empty.
     """
     text = str(spec)
     if text == STDLIB_CORPUS:
@@ -48,7 +49,8 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
     elif Path(text).is_dir():
         files = _files_below(Path(text))
     elif _GLOB_CHARACTERS & set(text):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        matches = (Path(p) for p in glob.glob(text, recursive=True))
+        files = sorted(p for p in matches if p.is_file() and "__pycache__" not in p.parts)
     else:
         raise CorpusError(
             f"corpus: expected an existing file, directory, glob pattern or "

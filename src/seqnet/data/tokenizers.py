@@ -48,9 +48,12 @@ class Tokenizer:
     vocab_size: int
     unk_id: int | None
     eos_id: int | None
+    vocabulary: tuple[str, ...] | None  # None where the ids are not looked up (bytes)
 
     def to_json(self) -> dict:
-        raise NotImplementedError
+        """JSON-serialisable record of the tokenizer; ``tokenizer_from_json`` reads it back."""
+        vocabulary = None if self.vocabulary is None else list(self.vocabulary)
+        return {"kind": self.kind, "vocab_size": self.vocab_size, "vocabulary": vocabulary}
 
     def fingerprint(self) -> str:
         """sha256 (hex) of the canonical JSON of ``to_json()``: equal iff the ids mean the same."""
@@ -132,9 +135,6 @@ class CharTokenizer(Tokenizer):
         """ids: (N,) -> the N symbols joined (id 0 becomes the text "<UNK>")."""
         return "".join(self.vocabulary[i] for i in self._checked_ids(ids).tolist())
 
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "vocab_size": self.vocab_size, "vocabulary": list(self.vocabulary)}
-
 
 class ByteTokenizer(Tokenizer):
     """One id per byte (0..255) of the UTF-8 encoding: nothing is unknown, no fitting.
@@ -145,6 +145,7 @@ class ByteTokenizer(Tokenizer):
 
     kind = "byte"
     vocab_size = 256
+    vocabulary = None
     unk_id = None
     eos_id = None
 
@@ -156,8 +157,6 @@ class ByteTokenizer(Tokenizer):
     def decode(self, ids) -> str:
         return bytes(self._checked_ids(ids).astype(np.uint8)).decode("utf-8", errors="replace")
 
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "vocab_size": self.vocab_size, "vocabulary": None}
 
 
 class WordTokenizer(Tokenizer):
@@ -216,9 +215,6 @@ class WordTokenizer(Tokenizer):
                 lines[-1].append(self.vocabulary[i])
         return "\n".join(" ".join(line) for line in lines)
 
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "vocab_size": self.vocab_size, "vocabulary": list(self.vocabulary)}
-
 
 def _is_word(symbol) -> bool:
     """True for one token of ``_WORD_PATTERN`` other than the newline."""
@@ -231,7 +227,9 @@ def _check_kind(kind) -> None:
         raise ConfigError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
 
 
-def make_tokenizer(kind: str, texts: Iterable[str] | str = (), max_words: int = 10_000) -> Tokenizer:
+def make_tokenizer(
+    kind: str, texts: Iterable[str] | str = (), max_words: int = 10_000
+) -> Tokenizer:
     """Fit a tokenizer of ``kind`` ("char" | "byte" | "word") on ``texts`` (unused for byte)."""
     _check_kind(kind)
     if kind == "byte":

@@ -1,0 +1,1 @@
+"""The ``seqnet`` command line: train, sample, eval."""

@@ -1,0 +1,226 @@
+"""A recurrent language model: embedding -> dropout -> RNN/LSTM/GRU stack -> dropout -> linear.
+
+    logits[t] = W_out h[t] + b_out,    h = RNN(E[ids])      ids (T, B) -> logits (T, B, V)
+
+Training carries the hidden state from one batch to the next (truncated BPTT): the state
+returned by :meth:`loss_and_grads` is plain arrays, so no gradient flows into earlier batches.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, make_backend, to_numpy
+from ..errors import ConfigError, ShapeError
+from ..layers import GRU, LSTM, RNN, Embedding, Linear, softmax_cross_entropy
+from ..layers.dropout import check_dropout, dropout_mask
+from .sampling import check_sampling, sample_next
+
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+
+class LanguageModel:
+    """Next-token model over a vocabulary of ``vocab_size`` ids.
+
+    ``tie_weights`` shares the embedding table with the output layer (needs
+    ``embed_size == hidden_size``). ``tokenizer`` (optional) lets :meth:`score` and
+    :meth:`generate` take and return text.
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int = 64, hidden_size: int = 256, num_layers: int = 1,
+                 cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False, dtype: Any = None,
+                 seed: int | None = None, tokenizer=None):
+        if cell not in CELLS:
+            raise ConfigError(f"cell: expected one of {tuple(CELLS)}, received {cell!r}")
+        if tie_weights and embed_size != hidden_size:
+            raise ConfigError(f"tie_weights: needs embed_size == hidden_size, received embed_size={embed_size}, "
+                              f"hidden_size={hidden_size}")
+        self.config = dict(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
+                           num_layers=num_layers, cell=cell, dropout=dropout, tie_weights=bool(tie_weights))
+        self.dropout = check_dropout(dropout)
+        self.tie_weights = bool(tie_weights)
+        self.tokenizer = tokenizer
+        seeds = np.random.SeedSequence(seed).spawn(4)
+        self.rng = np.random.default_rng(seeds[3])          # dropout masks; saved in checkpoints
+        self.embedding = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0])
+        self.rnn = CELLS[cell](embed_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, seed=seeds[1])
+        self.rnn._rng = self.rng
+        self.decoder = Linear(hidden_size, vocab_size, dtype=dtype, seed=seeds[2])
+        if self.tie_weights:
+            del self.decoder.params["weight"], self.decoder.param_grads["weight"]
+
+    # -- parameters -------------------------------------------------------------------
+    @property
+    def layers(self) -> dict[str, Any]:
+        return {"embedding": self.embedding, "rnn": self.rnn, "decoder": self.decoder}
+
+    @property
+    def backend(self) -> Backend:
+        return self.embedding.backend
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Flat {"rnn.weight_ih_l0": array, ...} in internal layout (what optimizers update)."""
+        return {f"{p}.{k}": v for p, layer in self.layers.items() for k, v in layer.params.items()}
+
+    @property
+    def param_grads(self) -> dict[str, Any]:
+        return {f"{p}.{k}": v for p, layer in self.layers.items() for k, v in layer.param_grads.items()}
+
+    def set_params(self, flat: dict[str, Any]) -> None:
+        for name, value in flat.items():
+            prefix, key = name.split(".", 1)
+            self.layers[prefix].params[key] = value
+
+    def zero_grad(self) -> None:
+        for layer in self.layers.values():
+            layer.zero_grad()
+
+    def num_parameters(self) -> int:
+        return sum(layer.num_parameters() for layer in self.layers.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat public-layout parameters (PyTorch names inside each layer)."""
+        return {f"{p}.{k}": v for p, layer in self.layers.items() for k, v in layer.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for prefix, layer in self.layers.items():
+            mine = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            layer.load_state_dict(mine)
+        unknown = [k for k in state if k.split(".", 1)[0] not in self.layers]
+        if unknown:
+            raise ConfigError(f"state_dict: unexpected keys {unknown}")
+
+    def to(self, name: str | Backend, device: Any = None) -> "LanguageModel":
+        target = make_backend(name, device)
+        for layer in self.layers.values():
+            layer.to(target)
+        return self
+
+    # -- forward and training ---------------------------------------------------------
+    def _ids(self, ids, name: str):
+        ids = self.embedding.check_ids(ids, name)
+        if ids.ndim != 2:
+            raise ShapeError(f"{name}: expected token ids of shape (T, B), received {tuple(ids.shape)}")
+        return ids
+
+    def forward(self, ids, state=None, training: bool = True):
+        """ids (T, B) -> (logits (T, B, V), final state, backprop(dlogits) or None)."""
+        xp, backend = self.backend.xp, self.backend
+        ids = self._ids(ids, "ids")
+        drop_p = self.dropout if training else 0.0
+        emb, emb_back = self.embedding.forward(ids)
+        drop_in = drop_out = None
+        if drop_p > 0:
+            drop_in = dropout_mask(self.rng, tuple(emb.shape), drop_p, backend, self.embedding.dtype_name)
+            emb = emb * drop_in
+        if training:
+            (hs, final), rnn_back = self.rnn.forward(emb, state)
+        else:
+            (hs, final), rnn_back = self.rnn(emb, state), None
+        if drop_p > 0:
+            drop_out = dropout_mask(self.rng, tuple(hs.shape), drop_p, backend, self.embedding.dtype_name)
+            hs = hs * drop_out
+        tied = xp.matrix_transpose(self.embedding.params["weight"]) if self.tie_weights else None
+        logits, dec_back = self.decoder.forward(hs, weight=tied)
+        if not training:
+            return logits, final, None
+
+        def backprop(d_logits):
+            d_hs = dec_back(d_logits)
+            if self.tie_weights:
+                d_hs, d_w = d_hs
+                self.embedding.param_grads["weight"] = self.embedding.param_grads["weight"] + xp.matrix_transpose(d_w)
+            if drop_out is not None:
+                d_hs = d_hs * drop_out
+            d_emb, _ = rnn_back(d_hs, None)
+            if drop_in is not None:
+                d_emb = d_emb * drop_in
+            emb_back(d_emb)
+
+        return logits, final, backprop
+
+    def loss_and_grads(self, inputs, targets, state=None, mask=None):
+        """One training step's math: zero grads, forward, mean cross-entropy, backward.
+
+        inputs, targets: (T, B) ids on this model's backend. Returns (loss, a 0-d array on
+        the device; final state to carry into the next batch). Gradients are in ``param_grads``.
+        """
+        self.zero_grad()
+        logits, final, backprop = self.forward(inputs, state, training=True)
+        loss, loss_back = softmax_cross_entropy(logits, self._ids(targets, "targets"), mask, xp=self.backend.xp)
+        backprop(loss_back())
+        return loss, final
+
+    def loss(self, inputs, targets, state=None):
+        """Mean cross-entropy (nats per token) without dropout or gradients; returns (loss, final state)."""
+        logits, final, _ = self.forward(inputs, state, training=False)
+        loss, _ = softmax_cross_entropy(logits, self._ids(targets, "targets"), xp=self.backend.xp)
+        return loss, final
+
+    # -- text in, text out ------------------------------------------------------------
+    def _require_tokenizer(self):
+        if self.tokenizer is None:
+            raise ConfigError("tokenizer: this model has no tokenizer; set model.tokenizer or load it from a run directory")
+        return self.tokenizer
+
+    def _device_ids(self, host_ids: np.ndarray):
+        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+
+    def score(self, text: str) -> dict:
+        """Log-probability of ``text`` under the model.
+
+        Every token after the first is predicted from the ones before it (the first has no
+        context). Characters never seen in training map to <UNK>. Returns total
+        ``log_prob`` (nats), ``bits_per_token`` and the number of ``tokens`` scored.
+        """
+        ids = self._require_tokenizer().encode(text)
+        if ids.shape[0] < 2:
+            raise ConfigError(f"text: expected at least 2 tokens to score, received {ids.shape[0]}")
+        loss, _ = self.loss(self._device_ids(ids[:-1, None]), self._device_ids(ids[1:, None]))
+        nats = float(to_numpy(loss))
+        count = ids.shape[0] - 1
+        return {"log_prob": -nats * count, "bits_per_token": nats / math.log(2), "tokens": count}
+
+    def generate(self, prime: str = "", length: int = 200, *, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, greedy: bool = False, seed: int | None = None, num_samples: int = 1,
+                 stop_at_eos: bool = True) -> list[str]:
+        """Sample ``num_samples`` continuations of ``prime`` in one batch; returns the texts (prime included).
+
+        Word models stop a sample at <EOS> when ``stop_at_eos``. Unknown characters in
+        ``prime`` map to <UNK>.
+        """
+        tokenizer = self._require_tokenizer()
+        check_sampling(temperature, top_k, top_p)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ConfigError(f"length: expected a non-negative integer, received {length!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ConfigError(f"num_samples: expected a positive integer, received {num_samples!r}")
+        rng = np.random.default_rng(seed)
+        prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
+        if prime_ids.shape[0] == 0:                    # no context: start from a uniformly drawn token
+            prime_ids = rng.integers(0, tokenizer.vocab_size, 1)
+        rows = [list(prime_ids) for _ in range(num_samples)]
+        finished = np.zeros(num_samples, dtype=bool)
+        eos = tokenizer.eos_id if stop_at_eos else None
+        feed, state = np.repeat(prime_ids[:, None], num_samples, axis=1), None   # (T, N)
+        for _ in range(length):
+            logits, state, _ = self.forward(self._device_ids(feed), state, training=False)   # run the context
+            last = to_numpy(logits[-1, ...])                                                  # (N, V) on the host
+            nxt = sample_next(last, rng, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+            for row, token in zip(rows, nxt):
+                row.append(int(token))
+            if eos is not None:
+                finished |= nxt == eos
+                if finished.all():
+                    break
+            feed = nxt[None, :]                                                               # feed it back
+        return [self._decode_until_eos(row, len(prime_ids), eos) for row in rows]
+
+    def _decode_until_eos(self, row: list[int], start: int, eos: int | None) -> str:
+        """Decode a sample, cut after the first <EOS> generated past the prime."""
+        if eos is not None and eos in row[start:]:
+            row = row[:row.index(eos, start) + 1]
+        return self.tokenizer.decode(np.asarray(row, dtype=np.int64))

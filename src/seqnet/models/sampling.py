@@ -1,0 +1,51 @@
+"""Choosing the next token from logits, on the host: temperature, top-k, top-p, greedy.
+
+Sampling runs in numpy with a seeded Generator, so a seed gives the same text on every
+backend. ``logits`` is (N, V): one row per sample being generated.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ConfigError(f"temperature: expected a number > 0, received {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ConfigError(f"top_k: expected a positive integer or None, received {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ConfigError(f"top_p: expected a probability in (0, 1] or None, received {top_p!r}")
+
+
+def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> np.ndarray:
+    """(N, V) logits -> (N, V) probabilities after temperature, top-k and top-p filtering."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth_largest = np.partition(z, -top_k, axis=-1)[:, -top_k, None]
+        z = np.where(z < kth_largest, -np.inf, z)                 # keep the k most likely
+    probs = np.exp(z - z.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-probs, axis=-1)
+        sorted_probs = np.take_along_axis(probs, order, axis=-1)
+        mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs
+        drop_sorted = mass_before >= top_p                        # the smallest prefix reaching p stays
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        probs = np.where(drop, 0.0, probs)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    return probs
+
+
+def sample_next(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None, greedy: bool = False) -> np.ndarray:
+    """One token id per row of ``logits`` (N, V): argmax if ``greedy``, else a draw from the filtered softmax."""
+    if greedy:
+        return np.argmax(logits, axis=-1)
+    probs = next_token_probs(logits, temperature, top_k, top_p)
+    cdf = np.cumsum(probs, axis=-1)
+    u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)   # inverse-CDF draw
