@@ -48,6 +48,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON object per evaluation and a summary")
+    _threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -64,6 +65,7 @@ def _sample_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--backend", default=None, help="default: the backend the run trained on")
     p.add_argument("--device", default=None)
+    _threads_argument(p)
 
 
 def _eval_parser(sub) -> None:
@@ -75,6 +77,12 @@ def _eval_parser(sub) -> None:
     p.add_argument("--backend", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true")
+    _threads_argument(p)
+
+
+def _threads_argument(p) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS/OpenMP threads; more than 1 helps only large models on otherwise idle cores")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,8 +158,9 @@ def cmd_eval(args) -> int:
         ids = load_token_ids(encode_corpus(paths, model.tokenizer, Path(tmp) / "eval.bin"))
         batch = max(1, min(args.batch, ids.shape[0] // 2))
         nats = evaluate_nats(model, ids, batch, args.seq_len)
-        del ids
-    result = {"tokens": int(ids.shape[0]), "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
+        tokens = int(ids.shape[0])
+        del ids                                     # release the memory map before the folder goes
+    result = {"tokens": tokens, "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
     if args.json:
         print(json.dumps(result))
     else:
@@ -164,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
     try:
+        from ..backend.threads import set_num_threads
+
+        set_num_threads(args.threads)
         return command(args)
     except SeqnetError as err:
         print(f"seqnet {args.command}: error: {err}", file=sys.stderr)
