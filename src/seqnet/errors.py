@@ -40,3 +40,7 @@ class CheckpointError(SeqnetError, ValueError):
 
 class NonFiniteLossError(SeqnetError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class TapeConsumedError(SeqnetError, RuntimeError):
+    """A backprop closure was called a second time for the same forward pass."""

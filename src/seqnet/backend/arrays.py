@@ -11,6 +11,8 @@ from .registry import Backend, _array_library, _dtype_to_name, describe_array
 
 def to_numpy(x: Any) -> np.ndarray:
     """A host numpy copy of ``x``, whichever backend or device it lives on."""
+    if type(x) is np.ndarray:
+        return x.copy()
     lib = _array_library(x)
     if lib == "numpy":
         return np.array(x, copy=True)

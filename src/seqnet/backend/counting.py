@@ -128,3 +128,40 @@ def unwrap(value: Any) -> Any:
 
 def wrap(value: Any, counter: OpCounter) -> Any:
     return _wrap(value, counter)
+
+
+def ops_per_step(cell, *, masked: bool = False, batch: int = 2, hidden: int = 3) -> tuple[float, float]:
+    """Array operations per timestep of the portable time loop for ``cell``: (forward, backward).
+
+    Measured as the difference between scans of 8 and 4 steps, so one-off work (stacking
+    the outputs) is not counted. ``masked`` runs with variable lengths.
+    """
+    import numpy as np
+
+    from ..layers.time_loop import scan_backward, scan_forward
+    from .registry import make_backend
+
+    backend, counter = counting_backend(make_backend("numpy"))
+    xp = backend.xp
+    rng = np.random.default_rng(0)
+    width = cell.num_gates * hidden
+
+    def run(steps: int) -> tuple[int, int]:
+        xproj = wrap(rng.standard_normal((steps, batch, width)), counter)
+        w_hh = wrap(rng.standard_normal((hidden, width)), counter)
+        b_hh = None if cell.fold_hidden_bias else wrap(rng.standard_normal(width), counter)
+        state0 = tuple(wrap(np.zeros((batch, hidden)), counter) for _ in cell.state_names)
+        masks = None
+        if masked:
+            lengths = np.array([steps] + [max(1, steps // 2)] * (batch - 1))
+            masks = [wrap((t < lengths)[:, None], counter) for t in range(steps)]
+        d_hs = wrap(rng.standard_normal((steps, batch, hidden)), counter)
+        counter.reset()
+        _, final, tape = scan_forward(cell, xproj, state0, w_hh, b_hh, masks, False, xp=xp)
+        forward = counter.count
+        counter.reset()
+        scan_backward(cell, tape, d_hs, final, w_hh, masks, xp=xp)
+        return forward, counter.count
+
+    (f4, b4), (f8, b8) = run(4), run(8)
+    return (f8 - f4) / 4, (b8 - b4) / 4

@@ -14,7 +14,7 @@ weight-gradient matmuls. Shapes, for batch B, hidden size H and G gates:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 
 def sigmoid(z, *, xp):
@@ -52,6 +52,8 @@ class Cell:
         """
         raise NotImplementedError
 
-    def hidden_weight_grad(self, h_prev, caches: Sequence[Any], d_hproj, *, xp):
-        """dL/dW_hh (H, G*H) from all steps at once: ``h_prev`` (N, H), ``d_hproj`` (N, G*H), N = T*B."""
+    def hidden_weight_grad(self, h_prev, tape: Any, d_hproj, *, xp):
+        """dL/dW_hh (H, G*H) from all steps at once: ``h_prev`` (N, H), ``d_hproj`` (N, G*H), N = T*B.
+
+        ``tape`` is what the forward scan recorded (its ``caches`` hold each step's cache)."""
         return xp.matmul(xp.matrix_transpose(h_prev), d_hproj)

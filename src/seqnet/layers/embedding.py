@@ -24,8 +24,9 @@ def embedding_backward(ids, d_out, vocab_size: int, *, xp):
     chunk = max(1, _ONE_HOT_CHUNK // vocab_size)
     grad = xp.zeros((vocab_size, width), dtype=d_out.dtype, device=d_out.device)
     for start in range(0, n, chunk):
-        one_hot = xp.astype(ids[start:start + chunk, None] == vocab, d_out.dtype)   # (chunk, V)
-        grad = grad + xp.matmul(xp.matrix_transpose(one_hot), d_out[start:start + chunk, ...])
+        stop = min(start + chunk, n)              # array_api_strict rejects out-of-bounds slice stops
+        one_hot = xp.astype(ids[start:stop, None] == vocab, d_out.dtype)   # (chunk, V)
+        grad = grad + xp.matmul(xp.matrix_transpose(one_hot), d_out[start:stop, ...])
     return grad
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..backend import check_array, to_numpy
 from ..backend.registry import _array_library
 from ..cells import Cell, GRUCell, LSTMCell, RNNCell
-from ..errors import ConfigError, DTypeError, ShapeError
+from ..errors import ConfigError, DTypeError, ShapeError, TapeConsumedError
 from .base import Layer
 from .dropout import check_dropout, dropout_mask
 from .time_loop import scan_backward, scan_forward
@@ -231,6 +231,7 @@ class Recurrent(Layer):
             states0 = self._split_state(hx, batch, "hx")
             masks, mask_all = self._masks(lengths, steps, batch)
             layer_inputs, drops, tapes, finals = [], [], {}, [None] * len(states0)
+            forward_scan = backend.kernel("scan_forward", scan_forward)
             layer_input = x
             for layer in range(self.num_layers):
                 drop = None
@@ -248,7 +249,7 @@ class Recurrent(Layer):
                     if proj_bias is not None:
                         xproj = xproj + proj_bias
                     xproj = xp.reshape(xproj, (steps, batch, -1))
-                    hs, finals[idx], tapes[idx] = scan_forward(
+                    hs, finals[idx], tapes[idx] = forward_scan(
                         self.cell, xproj, states0[idx], w_hh, b_hh, masks, bool(direction), xp=xp, keep_tape=training)
                     outs.append(hs)
                 layer_input = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
@@ -260,11 +261,51 @@ class Recurrent(Layer):
         if not training:
             return result, None
 
+        called = []
+
         def backprop(d_out=None, d_h_n=None):
-            """d_out: like out; d_h_n: like h_n (either may be None). Returns (dx, dhx); accumulates grads."""
+            """d_out: like out; d_h_n: like h_n (either may be None). Returns (dx, dhx); accumulates grads.
+
+            May be called once per forward (the tape is consumed, as with PyTorch's backward)."""
+            if called:
+                raise TapeConsumedError("backprop: already called for this forward pass; run forward() again")
+            called.append(True)
             return self._backprop(d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes)
 
         return result, backprop
+
+    def step_states(self, hx, batch: int) -> list[tuple]:
+        """hx (as returned in h_n, or None) -> the per-layer state list that :meth:`step` takes."""
+        return self._split_state(hx, batch, "hx")
+
+    def stepper(self, *, projected: bool = False):
+        """A function ``(x, states) -> (top hidden state (B, H), new states)``: one timestep of a
+        unidirectional stack, for token-by-token generation (no checks, no tape).
+
+        x: (B, I), or (B, G*H) already multiplied by layer 0's ``weight_ih`` plus its bias when
+        ``projected``; states: from :meth:`step_states`. Weights are read when the stepper is made.
+        """
+        xp = self.backend.xp
+        scan = self.backend.kernel("scan_forward", scan_forward)
+        units = [self._unit_params(self._suffix(layer, 0)) for layer in range(self.num_layers)]
+        cell = self.cell
+
+        def step(x, states: list[tuple]):
+            new_states, h = [], x
+            for layer, (w_ih, w_hh, proj_bias, b_hh) in enumerate(units):
+                xproj = h
+                if layer > 0 or not projected:
+                    xproj = xp.matmul(h, w_ih) if proj_bias is None else xp.matmul(h, w_ih) + proj_bias
+                hs, final, _ = scan(cell, xproj[None, ...], states[layer], w_hh, b_hh, None, False,
+                                    xp=xp, keep_tape=False)
+                h = hs[0, ...]
+                new_states.append(final)
+            return h, new_states
+        return step
+
+    def projection_bias(self, layer: int = 0):
+        """The bias added to layer ``layer``'s input projection (None without biases)."""
+        return self._unit_params(self._suffix(layer, 0))[2]
 
     def _backprop(self, d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes):
         backend, xp = self.backend, self.backend.xp
@@ -278,6 +319,7 @@ class Recurrent(Layer):
                     raise ShapeError(f"d_out: expected the shape of out {out_shape}, received {tuple(d_out.shape)}")
                 d_layer_out = xp.permute_dims(d_out, (1, 0, 2)) if self.batch_first else d_out
             d_finals = self._split_state(d_h_n, batch, "d_h_n")
+            backward_scan = backend.kernel("scan_backward", scan_backward)
             d_states0 = [None] * len(d_finals)
             for layer in range(self.num_layers - 1, -1, -1):
                 layer_input = layer_inputs[layer]
@@ -292,15 +334,15 @@ class Recurrent(Layer):
                     d_hs = None
                     if d_layer_out is not None:
                         d_hs = d_layer_out if n_dir == 1 else d_layer_out[..., direction * hidden:(direction + 1) * hidden]
-                    d_states0[idx], d_xproj, d_hproj = scan_backward(
+                    d_states0[idx], d_xproj, d_hproj = backward_scan(
                         self.cell, tapes[idx], d_hs, d_finals[idx], w_hh, masks, xp=xp)
                     d_x2 = xp.reshape(d_xproj, (steps * batch, -1))
                     d_h2 = d_x2 if d_hproj is d_xproj else xp.reshape(d_hproj, (steps * batch, -1))
-                    h_prev = xp.reshape(xp.stack(tapes[idx].h_prev), (steps * batch, hidden))
+                    h_prev = xp.reshape(tapes[idx].stacked_h_prev(xp), (steps * batch, hidden))
                     grads = self.param_grads
                     grads["weight_ih" + sfx] = grads["weight_ih" + sfx] + xp.matmul(xp.matrix_transpose(flat_input), d_x2)
                     grads["weight_hh" + sfx] = grads["weight_hh" + sfx] + self.cell.hidden_weight_grad(
-                        h_prev, tapes[idx].caches, d_h2, xp=xp)
+                        h_prev, tapes[idx], d_h2, xp=xp)
                     if self.bias:
                         grads["bias_ih" + sfx] = grads["bias_ih" + sfx] + xp.sum(d_x2, axis=0)
                         grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + xp.sum(d_h2, axis=0)

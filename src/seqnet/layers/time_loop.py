@@ -22,6 +22,10 @@ class Tape:
     h_prev: list          # h_prev[t]: hidden state fed into step t, (B, H)
     reverse: bool
 
+    def stacked_h_prev(self, xp):
+        """(T, B, H): the hidden state fed into each step."""
+        return xp.stack(self.h_prev)
+
 
 def scan_forward(cell: Cell, xproj, state0: tuple, w_hh, b_hh, masks: Sequence | None, reverse: bool, *, xp,
                  keep_tape: bool = True):

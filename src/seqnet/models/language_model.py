@@ -202,25 +202,56 @@ class LanguageModel:
         prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
         if prime_ids.shape[0] == 0:                    # no context: start from a uniformly drawn token
             prime_ids = rng.integers(0, tokenizer.vocab_size, 1)
-        rows = [list(prime_ids) for _ in range(num_samples)]
-        finished = np.zeros(num_samples, dtype=bool)
         eos = tokenizer.eos_id if stop_at_eos else None
-        feed, state = np.repeat(prime_ids[:, None], num_samples, axis=1), None   # (T, N)
-        for _ in range(length):
-            logits, state, _ = self.forward(self._device_ids(feed), state, training=False)   # run the context
-            last = to_numpy(logits[-1, ...])                                                  # (N, V) on the host
-            nxt = sample_next(last, rng, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-            for row, token in zip(rows, nxt):
-                row.append(int(token))
+        # Run the whole prime at once, then feed one token at a time.
+        logits, state, _ = self.forward(self._device_ids(np.repeat(prime_ids[:, None], num_samples, axis=1)),
+                                        None, training=False)
+        last = to_numpy(logits[-1, ...])                                  # (N, V) on the host
+        step = self._token_step(num_samples, length)
+        states = self.rnn.step_states(state, num_samples)
+        sampled = np.empty((length, num_samples), dtype=np.int64)
+        finished = np.zeros(num_samples, dtype=bool)
+        for k in range(length):
+            sampled[k] = nxt = sample_next(last, rng, temperature=temperature, top_k=top_k, top_p=top_p,
+                                           greedy=greedy)
             if eos is not None:
                 finished |= nxt == eos
                 if finished.all():
+                    sampled = sampled[:k + 1]
                     break
-            feed = nxt[None, :]                                                               # feed it back
-        return [self._decode_until_eos(row, len(prime_ids), eos) for row in rows]
+            if k + 1 < length:
+                last, states = step(nxt, states)                          # feed it back
+        return [self._decode_until_eos(np.concatenate([prime_ids, sampled[:, n]]), len(prime_ids), eos)
+                for n in range(num_samples)]
 
-    def _decode_until_eos(self, row: list[int], start: int, eos: int | None) -> str:
+    def _token_step(self, batch: int, budget: int):
+        """A function (ids (B,) host ints, states) -> (logits (B, V) on the host, new states).
+
+        When the vocabulary is small next to the tokens to generate, the embedding table is
+        multiplied by layer 0's input weights once, so each step looks up a projected row.
+        """
+        xp = self.backend.xp
+        emb = self.embedding.params["weight"]
+        w_ih0, bias0 = self.rnn.params["weight_ih_l0"], self.rnn.projection_bias(0)
+        projected = self.embedding.num_embeddings <= budget * batch
+        if projected:
+            table = xp.matmul(emb, w_ih0) if bias0 is None else xp.matmul(emb, w_ih0) + bias0   # (V, G*H)
+        dec_w = xp.matrix_transpose(emb) if self.tie_weights else self.decoder.params["weight"]
+        dec_b = self.decoder.params.get("bias")
+        rnn_step = self.rnn.stepper(projected=projected)
+
+        def step(ids: np.ndarray, states):
+            device_ids = self._device_ids(ids)
+            x = xp.take(table if projected else emb, device_ids, axis=0)
+            h, states = rnn_step(x, states)
+            logits = xp.matmul(h, dec_w)
+            return to_numpy(logits if dec_b is None else logits + dec_b), states
+        return step
+
+    def _decode_until_eos(self, row: np.ndarray, start: int, eos: int | None) -> str:
         """Decode a sample, cut after the first <EOS> generated past the prime."""
-        if eos is not None and eos in row[start:]:
-            row = row[:row.index(eos, start) + 1]
-        return self.tokenizer.decode(np.asarray(row, dtype=np.int64))
+        if eos is not None:
+            hits = np.flatnonzero(row[start:] == eos)
+            if hits.size:
+                row = row[:start + hits[0] + 1]
+        return self.tokenizer.decode(row)

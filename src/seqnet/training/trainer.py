@@ -67,6 +67,26 @@ def evaluate_nats(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: in
     return float(to_numpy(total)) / count
 
 
+def train_step(model: LanguageModel, optimizer, inputs: np.ndarray, targets: np.ndarray, carry=None, *,
+               clip: float = 0.0, clip_value: float = 0.0):
+    """One optimisation step on host id arrays (T, B): forward, backward, clipping, update.
+
+    Returns (loss as a 0-d device array, the final state to carry into the next batch).
+    Nothing is read back to the host: clipping is computed on the device.
+    """
+    xp = model.backend.xp
+    loss, carry = model.loss_and_grads(model._device_ids(inputs), model._device_ids(targets), carry)
+    grads = model.param_grads
+    if clip_value > 0:
+        clip_grad_value(grads, clip_value, xp=xp)
+    if clip > 0:
+        clip_grad_norm(grads, clip, xp=xp)
+    params = model.params
+    optimizer.step(params, grads)
+    model.set_params(params)
+    return loss, carry
+
+
 class Trainer:
     """Owns one run: ``Trainer(config).run()`` or ``Trainer.resume(run_dir).run()``."""
 
@@ -109,6 +129,12 @@ class Trainer:
         trainer._open_data(resolve_corpus(config.corpus))
         trainer.model = build_model(config, trainer.tokenizer.vocab_size, trainer.tokenizer)
         trainer.model.load_state_dict(ckpt.weights)
+        # Loaded weights are transposed views (column-major); after an optimizer step they are
+        # row-major. BLAS rounds differently per layout, so copy them row-major now, or the
+        # resumed run drifts from the uninterrupted one in the last bits.
+        xp = trainer.model.backend.xp
+        trainer.model.set_params({k: xp.reshape(xp.reshape(v, (-1,)), tuple(v.shape))
+                                  for k, v in trainer.model.params.items()})
         trainer.model.rng.bit_generator.state = rng_from_json(ckpt.rng_state).bit_generator.state
         backend = trainer.model.backend
         arrays = {k: v for k, v in ckpt.optimizer_arrays.items() if not k.startswith(CARRY_PREFIX)}
@@ -142,22 +168,13 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------
     def train_step(self):
         """One step of truncated BPTT; returns the loss as a device array (not read back)."""
-        cfg, model = self.config, self.model
         epoch_before = self.batcher.epoch
         inputs, targets = self.batcher.next_batch()
         if self.batcher.epoch != epoch_before:
             self.carry = None                  # the streams restart: do not carry the old state
-        xp = model.backend.xp
-        loss, self.carry = model.loss_and_grads(model._device_ids(inputs), model._device_ids(targets), self.carry)
-        grads = model.param_grads
-        if cfg.clip_value > 0:
-            clip_grad_value(grads, cfg.clip_value, xp=xp)
-        if cfg.clip > 0:
-            clip_grad_norm(grads, cfg.clip, xp=xp)
-        params = model.params
         self.optimizer.lr = self.schedule(self.step)
-        self.optimizer.step(params, grads)
-        model.set_params(params)
+        loss, self.carry = train_step(self.model, self.optimizer, inputs, targets, self.carry,
+                                      clip=self.config.clip, clip_value=self.config.clip_value)
         self.step += 1
         return loss
 

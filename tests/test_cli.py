@@ -1,0 +1,263 @@
+"""``python -m seqnet train | sample | eval`` as a user runs them: files written, stdout kept
+machine-readable under --json, determinism, and every foreseeable mistake answered with exit
+code 2 and one clear line on stderr (never a traceback)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq-len", "16", "--steps", "12", "--eval-every", "6",
+        "--sample-every", "6", "--checkpoint-every", "6", "--sample-length", "20", "--no-progress"]
+SUMMARY_KEYS = {"steps", "train_loss", "val_bits_per_token", "tokens_per_s"}
+
+
+def seqnet(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "seqnet", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def write_corpus(path: Path, lines: int = 80) -> Path:
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over the lazy dog and the cat sat on the mat".split()
+    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(10)) for _ in range(lines)) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def split_samples(stdout: str) -> list[str]:
+    parts = re.split(r"^--- sample \d+ ---\n", stdout, flags=re.MULTILINE)
+    return [p[:-1] if p.endswith("\n") else p for p in parts[1:]]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run trained with --json: (run_dir, corpus, CompletedProcess)."""
+    base = tmp_path_factory.mktemp("cli")
+    corpus = write_corpus(base / "corpus.txt")
+    run_dir = base / "run"
+    result = seqnet("train", "--corpus", corpus, "--out", run_dir, "--json", *TINY)
+    assert result.returncode == 0, result.stderr
+    return run_dir, corpus, result
+
+
+# --------------------------------------------------------------------------- train
+
+
+def test_train_writes_the_run_directory(trained):
+    run_dir, _, _ = trained
+    for name in ("config.json", "latest.json", "metrics.jsonl", "tokens.bin"):
+        assert (run_dir / name).is_file(), name
+    pytest.importorskip("matplotlib")
+    assert (run_dir / "loss.png").stat().st_size > 0
+
+
+def test_train_config_and_pointer(trained):
+    run_dir, corpus, _ = trained
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["hidden"] == 16 and config["steps"] == 12 and config["corpus"] == str(corpus)
+    pointer = json.loads((run_dir / "latest.json").read_text())
+    assert pointer["step"] == 12 and (run_dir / pointer["checkpoint"] / "meta.json").is_file()
+
+
+def test_metrics_are_json_lines_with_eval_records(trained):
+    run_dir, _, _ = trained
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["step"] for r in evals] == [6, 12]
+    for record in evals:
+        assert math.isfinite(record["train_loss"]) and record["val_bits_per_token"] > 0
+    assert records[-1]["event"] == "summary"
+
+
+def test_json_stdout_holds_only_json(trained):
+    _, _, result = trained
+    lines = result.stdout.splitlines()
+    records = [json.loads(line) for line in lines]           # any other text on stdout fails here
+    assert [r["event"] for r in records] == ["eval", "eval", "summary"]
+    summary = records[-1]
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["steps"] == 12 and summary["tokens_per_s"] > 0
+    assert "sample at step 6" in result.stderr                 # logs and samples went to stderr
+
+
+# --------------------------------------------------------------------------- sample and eval
+
+
+def test_sample_is_deterministic_and_keeps_the_prime(trained):
+    run_dir, _, _ = trained
+    args = ("sample", run_dir, "--prime", "the ", "--num", 2, "--seed", 1, "--length", 30)
+    first, second = seqnet(*args), seqnet(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    samples = split_samples(first.stdout)
+    assert len(samples) == 2
+    assert all(s.startswith("the ") for s in samples)
+
+
+def test_sample_is_the_same_on_array_api_strict(trained):
+    run_dir, _, _ = trained
+    args = ("sample", run_dir, "--prime", "the c", "--seed", 3, "--length", 25)
+    numpy_run = seqnet(*args)
+    strict_run = seqnet(*args, "--backend", "array_api_strict")
+    assert numpy_run.returncode == 0 and strict_run.returncode == 0, strict_run.stderr
+    assert strict_run.stdout == numpy_run.stdout
+
+
+def test_eval_reports_bits_and_perplexity(trained):
+    run_dir, corpus, _ = trained
+    result = seqnet("eval", run_dir, "--corpus", corpus, "--json", "--batch", 4, "--seq-len", 16)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["bits_per_token"] > 0 and record["tokens"] == len(corpus.read_text())
+    assert math.isclose(record["perplexity"], 2 ** record["bits_per_token"], rel_tol=1e-9)
+
+
+# --------------------------------------------------------------------------- mistakes
+
+
+def test_missing_corpus(tmp_path):
+    result = seqnet("train", "--corpus", tmp_path / "nope.txt", "--out", tmp_path / "run", *TINY)
+    assert_usage_error(result, "nope.txt", "does not exist")
+    assert not (tmp_path / "run" / "latest.json").exists()
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert_usage_error(seqnet("train", "--corpus", tmp_path / "empty.txt", "--out", tmp_path / "run", *TINY), "empty")
+
+
+def test_non_utf8_corpus_suggests_byte_tokenizer_which_works(tmp_path):
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes(("café au lait, déjà vu\n" * 60).encode("latin-1"))
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", tmp_path / "a", *TINY), "--tokenizer byte")
+    result = seqnet("train", "--corpus", corpus, "--out", tmp_path / "b", "--tokenizer", "byte", "--json", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["steps"] == 12
+
+
+def test_seq_len_too_long_for_the_data(tmp_path):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("abcdefghij" * 5, encoding="utf-8")
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", tmp_path / "run", *TINY, "--seq-len", "64"),
+                       "seq_len")
+
+
+def test_existing_out_without_resume_changes_nothing(trained):
+    run_dir, corpus, _ = trained
+    before = (run_dir / "latest.json").read_text()
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", run_dir, *TINY), "--resume")
+    assert (run_dir / "latest.json").read_text() == before
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_resume_without_a_checkpoint(tmp_path, exists):
+    corpus = write_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    if exists:
+        out.mkdir()
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", out, "--resume", *TINY),
+                       "not a seqnet run directory")
+
+
+def test_sampling_a_truncated_checkpoint(trained, tmp_path):
+    run_dir, _, _ = trained
+    copy = shutil.copytree(run_dir, tmp_path / "copy")
+    step_dir = copy / json.loads((copy / "latest.json").read_text())["checkpoint"]
+    weights = next(p for p in step_dir.iterdir() if p.name.startswith("weights."))
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert_usage_error(seqnet("sample", copy, "--length", 5), "truncated or corrupt", weights.name)
+
+
+def test_sampling_a_foreign_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_usage_error(seqnet("sample", tmp_path, "--length", 5), "not a seqnet run directory")
+    assert_usage_error(seqnet("sample", tmp_path / "missing", "--length", 5), "not a seqnet run directory")
+
+
+def test_bad_number_is_a_usage_error(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt")
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", tmp_path / "run", *TINY, "--batch", "0"),
+                       "--batch")
+
+
+# --------------------------------------------------------------------------- NaN loss
+
+# Plain SGD at lr 1e6 (even 1e30) without clipping does not reach NaN here: the cells saturate
+# and the stable cross-entropy stays finite. So the NaN is injected at a chosen step.
+NAN_AT = 8
+
+
+def _nan_config(corpus, out):
+    from seqnet.training.config import TrainConfig
+
+    return TrainConfig(corpus=str(corpus), hidden=16, embed=8, batch=4, seq_len=16, steps=12, eval_every=5,
+                       sample_every=100, sample_length=0, checkpoint_every=5, log_every=1, out=str(out))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from seqnet.errors import NonFiniteLossError
+    from seqnet.training.checkpoint import load_checkpoint
+    from seqnet.training.trainer import Trainer, load_model
+
+    corpus = write_corpus(tmp_path / "c.txt")
+    trainer = Trainer(_nan_config(corpus, tmp_path / "run"), tmp_path / "run", progress=False,
+                      log=lambda text: None).prepare_new()
+    real = trainer.model.loss_and_grads
+
+    def poisoned(*args, **kwargs):
+        loss, state = real(*args, **kwargs)
+        return (loss * float("nan") if trainer.step == NAN_AT else loss), state
+
+    monkeypatch.setattr(trainer.model, "loss_and_grads", poisoned)
+    with pytest.raises(NonFiniteLossError, match=f"at step {NAN_AT}"):
+        trainer.run()
+    assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 5
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint.step == 5
+    assert all(np.all(np.isfinite(w)) for w in checkpoint.weights.values())
+    assert load_model(tmp_path / "run").generate("the", 5, seed=0)[0].startswith("the")
+
+
+def test_nan_loss_exits_2_from_the_command_line(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    script = (
+        "import sys\n"
+        "from seqnet.models import LanguageModel\n"
+        "real = LanguageModel.loss_and_grads\n"
+        "calls = []\n"
+        "def poisoned(self, *a, **k):\n"
+        "    calls.append(1)\n"
+        "    loss, state = real(self, *a, **k)\n"
+        f"    return (loss * float('nan') if len(calls) == {NAN_AT + 1} else loss), state\n"
+        "LanguageModel.loss_and_grads = poisoned\n"
+        "from seqnet.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["train", "--corpus", str(corpus), "--out", str(out), *TINY, "--checkpoint-every", "5", "--log-every", "1"]
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=SRC), timeout=120)
+    assert_usage_error(result, f"step {NAN_AT}", "--resume")
+    assert json.loads((out / "latest.json").read_text())["step"] == 5
+    sample = seqnet("sample", out, "--prime", "the", "--length", 5, "--seed", 0)
+    assert sample.returncode == 0 and sample.stdout.startswith("the"), sample.stderr

@@ -1,0 +1,139 @@
+"""Backend fast paths agree with the portable reference they override; op counts stay in budget."""
+import copy
+
+import numpy as np
+import pytest
+
+import seqnet
+from seqnet.backend import to_numpy
+from seqnet.backend import numpy_kernels
+from seqnet.backend.counting import ops_per_step
+from seqnet.cells import GRUCell, LSTMCell, RNNCell
+from seqnet.layers import time_loop
+
+CASES = [
+    (seqnet.LSTM, {}),
+    (seqnet.GRU, {}),
+    (seqnet.GRU, {"reset_after": False}),
+    (seqnet.RNN, {"nonlinearity": "tanh"}),
+    (seqnet.RNN, {"nonlinearity": "relu"}),
+]
+
+
+def without_overrides(layer):
+    """``layer`` on a copy of its backend with every override removed: the portable reference."""
+    layer.backend = copy.copy(layer.backend)
+    layer.backend.kernels = {}
+    return layer
+
+
+def run(layer, x, hx, d_out, d_hn, lengths=None):
+    (out, h_n), backprop = layer.forward(x, hx, lengths)
+    dx, dhx = backprop(d_out, d_hn)
+    flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
+    return [out, *flat(h_n), dx, *flat(dhx)], layer.grads
+
+
+@pytest.mark.parametrize("cls,kwargs", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
+    if dtype == "float64" and xb.device is not None and "no_float64" in str(xb.device):
+        pytest.skip("float64 on the no_float64 device")
+    layer = cls(4, 3, num_layers=2, bidirectional=True, dtype=dtype, seed=7, **kwargs)
+    reference = without_overrides(cls(4, 3, num_layers=2, bidirectional=True, dtype=dtype, seed=7, **kwargs))
+    rng = np.random.default_rng(1)
+    shape_h = (4, 3, 3)
+    x = xb.asarray(rng.standard_normal((5, 3, 4)), dtype)
+    hx = xb.asarray(rng.standard_normal(shape_h), dtype)
+    d_out = xb.asarray(rng.standard_normal((5, 3, 6)), dtype)
+    d_hn = xb.asarray(rng.standard_normal(shape_h), dtype)
+    if cls is seqnet.LSTM:
+        hx, d_hn = (hx, hx * 0.5), (d_hn, d_hn * 2.0)
+    got, got_grads = run(layer, x, hx, d_out, d_hn, lengths)
+    want, want_grads = run(reference, x, hx, d_out, d_hn, lengths)
+    for a, b in zip(got, want):
+        assert xb.owns(a)
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=tol, atol=tol)
+    for name in want_grads:
+        np.testing.assert_allclose(to_numpy(got_grads[name]), to_numpy(want_grads[name]), rtol=tol, atol=tol,
+                                   err_msg=name)
+
+
+def test_numpy_registers_its_overrides_and_others_use_the_reference(xb):
+    scan = xb.kernel("scan_forward", time_loop.scan_forward)
+    if xb.name == "numpy":
+        assert scan is numpy_kernels.scan_forward
+    else:
+        assert scan is time_loop.scan_forward
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(), GRUCell(), RNNCell("tanh"), RNNCell("relu")], ids=lambda c: c.name)
+def test_numpy_override_is_really_taken(monkeypatch, cell):
+    """The agreement test above would pass vacuously if the override always fell back."""
+    calls = []
+    real = numpy_kernels._order
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numpy_kernels, "_order", spy)
+    with seqnet.backend("numpy"):
+        cls = {"lstm": seqnet.LSTM, "gru": seqnet.GRU, "rnn": seqnet.RNN}[cell.name]
+        kwargs = {"nonlinearity": cell.nonlinearity} if cell.name == "rnn" else {}
+        layer = cls(2, 3, seed=0, **kwargs)
+        (out, _), backprop = layer.forward(np.ones((4, 1, 2), np.float32))
+        backprop(out, None)
+    assert len(calls) == 2           # one forward scan, one backward scan
+
+
+def test_backprop_may_run_once(xb):
+    layer = seqnet.LSTM(2, 3, seed=0)
+    (out, _), backprop = layer.forward(xb.asarray(np.ones((3, 1, 2)), "float32"))
+    backprop(out, None)
+    with pytest.raises(RuntimeError, match="already called"):
+        backprop(out, None)
+
+
+# Per-step array operations of the portable time loop: on a GPU each is a kernel launch.
+@pytest.mark.parametrize("cell,forward_budget,backward_budget", [
+    (LSTMCell(), 15, 25),
+    (GRUCell(reset_after=True), 15, 25),
+    (GRUCell(reset_after=False), 15, 25),
+    (RNNCell("tanh"), 4, 6),
+    (RNNCell("relu"), 4, 6),
+], ids=["lstm", "gru", "gru_cho", "rnn_tanh", "rnn_relu"])
+def test_ops_per_step_within_budget(cell, forward_budget, backward_budget):
+    forward, backward = ops_per_step(cell)
+    assert forward == int(forward) and backward == int(backward)     # deterministic, whole numbers
+    assert forward <= forward_budget, forward
+    assert backward <= backward_budget, backward
+
+
+def test_op_counter_counts_what_it_should():
+    """Closed form: RNN tanh forward = matmul + add + tanh = 3 per step."""
+    assert ops_per_step(RNNCell("tanh"))[0] == 3
+    masked_forward, _ = ops_per_step(RNNCell("tanh"), masked=True)
+    assert masked_forward == 4          # + one where() that keeps padded rows' state
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_token_stepper_equals_full_forward(xb, cell):
+    """generate()'s one-token steps (fused embedding x W_ih table, per-layer stepper) equal
+    re-running the whole sequence through forward() and taking the last logits."""
+    import string
+
+    from seqnet.data import CharTokenizer
+    from seqnet.models import LanguageModel
+
+    tokenizer = CharTokenizer.fit(string.ascii_lowercase)
+    model = LanguageModel(tokenizer.vocab_size, 6, 5, 2, cell, seed=2, tokenizer=tokenizer)
+    texts = model.generate("abc", 8, greedy=True, num_samples=2)
+    rows = [list(tokenizer.encode("abc")) for _ in range(2)]
+    for _ in range(8):
+        ids = xb.asarray(np.array(rows).T, "int64")
+        logits, _, _ = model.forward(ids, None, training=False)
+        for row, token in zip(rows, np.argmax(to_numpy(logits)[-1], axis=-1)):
+            row.append(int(token))
+    assert texts == [tokenizer.decode(np.array(row)) for row in rows]

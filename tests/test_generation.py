@@ -1,0 +1,163 @@
+"""Sampling and text generation: filters against closed forms, draws against their probabilities,
+``generate`` for determinism across seeds and backends, ``score`` against a torch oracle."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import seqnet
+from seqnet import to_numpy
+from seqnet.data import CharTokenizer, WordTokenizer
+from seqnet.errors import ConfigError
+from seqnet.models import LanguageModel, next_token_probs, sample_next
+
+PROBS = np.asarray([0.5, 0.3, 0.15, 0.05])
+TEXT = "the cat sat on the mat\nthe dog sat on the log\n"
+
+
+def _char_model(seed=0, dtype=None, **kw):
+    tokenizer = CharTokenizer.fit(TEXT)
+    with seqnet.backend("numpy"):
+        model = LanguageModel(tokenizer.vocab_size, 8, 12, cell="lstm", dtype=dtype, seed=seed, tokenizer=tokenizer, **kw)
+        _set_bias(model, {tokenizer.unk_id: -30.0})   # never sample <UNK>: one token, one character
+    return model
+
+
+def _set_bias(model, values: dict):
+    state = {k: to_numpy(v) for k, v in model.state_dict().items()}
+    for token, value in values.items():
+        state["decoder.bias"][token] = value
+    model.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def test_top_k_keeps_exactly_k():
+    logits = np.log(PROBS)[None, :]
+    for k in (1, 2, 3):
+        probs = next_token_probs(logits, top_k=k)[0]
+        assert np.count_nonzero(probs) == k
+        np.testing.assert_allclose(probs[:k], PROBS[:k] / PROBS[:k].sum(), rtol=1e-12)
+    np.testing.assert_allclose(next_token_probs(logits, top_k=10)[0], PROBS, rtol=1e-12)
+
+
+@pytest.mark.parametrize("top_p,kept", [(0.45, 1), (0.6, 2), (0.79, 2), (0.9, 3), (0.99, 4), (1.0, 4)])
+def test_top_p_keeps_smallest_prefix_reaching_p(top_p, kept):
+    # cumulative mass 0.5, 0.8, 0.95, 1.0: the prefix of ``kept`` tokens is the first to reach p
+    logits = np.log(PROBS[[2, 0, 3, 1]])[None, :]        # not sorted: the filter must sort
+    probs = next_token_probs(logits, top_p=top_p)[0][[1, 3, 0, 2]]
+    expected = np.where(np.arange(4) < kept, PROBS, 0.0)
+    np.testing.assert_allclose(probs, expected / expected.sum(), rtol=1e-12, atol=0)
+
+
+def test_small_temperature_approaches_greedy_and_greedy_is_argmax():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((5, 7))
+    near_greedy = next_token_probs(logits, temperature=1e-3)
+    np.testing.assert_allclose(near_greedy, np.eye(7)[np.argmax(logits, axis=-1)], atol=1e-12)
+    np.testing.assert_array_equal(sample_next(logits, rng, greedy=True), np.argmax(logits, axis=-1))
+    hot = next_token_probs(logits, temperature=100.0)
+    np.testing.assert_allclose(hot, 1 / 7, atol=5e-3)
+
+
+@pytest.mark.parametrize("kw", [{}, {"temperature": 0.7}, {"top_k": 2}, {"top_p": 0.9}])
+def test_sample_next_frequencies_match_probabilities(kw):
+    n = 40_000
+    logits = np.tile(np.log(PROBS), (n, 1))
+    expected = next_token_probs(logits[:1], **kw)[0]
+    draws = sample_next(logits, np.random.default_rng(123), **kw)
+    counts = np.bincount(draws, minlength=4)
+    assert np.all(counts[expected == 0] == 0)
+    live = expected > 0
+    chi2 = float(np.sum((counts[live] - n * expected[live]) ** 2 / (n * expected[live])))
+    assert chi2 < 25.0, (counts, n * expected)           # 3 degrees of freedom: p ~ 1.6e-5
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def test_same_seed_same_text_and_prime_and_length():
+    model = _char_model()
+    a = model.generate("the ", 15, seed=7, num_samples=3)
+    b = model.generate("the ", 15, seed=7, num_samples=3)
+    c = model.generate("the ", 15, seed=8, num_samples=3)
+    assert a == b and a != c
+    assert len(a) == 3
+    for text in a:
+        assert text.startswith("the ") and len(text) == len("the ") + 15
+    assert model.generate("the ", 0, seed=1) == ["the "]
+    assert len(model.generate("", 10, seed=1)[0]) == 11     # no prime: one random start token
+
+
+def test_greedy_is_deterministic_without_seed():
+    model = _char_model()
+    assert model.generate("the c", 10, greedy=True) == model.generate("the c", 10, greedy=True, seed=99)
+
+
+def test_every_backend_generates_the_numpy_text(xb):
+    reference = _char_model(seed=3).generate("sat ", 12, seed=5, num_samples=2, top_k=5)
+    model = _char_model(seed=3).to(xb)
+    assert xb.owns(model.params["embedding.weight"])
+    assert model.generate("sat ", 12, seed=5, num_samples=2, top_k=5) == reference
+
+
+def test_unknown_prime_characters_map_to_unk():
+    model = _char_model()
+    texts = model.generate("t€h", 3, seed=0)
+    assert texts[0].startswith("t<UNK>h")
+    assert len(texts[0]) == len("t<UNK>h") + 3
+
+
+def test_word_model_stops_at_eos():
+    tokenizer = WordTokenizer.fit(TEXT)
+    model = LanguageModel(tokenizer.vocab_size, 6, 8, cell="gru", seed=0, tokenizer=tokenizer)
+    _set_bias(model, {tokenizer.eos_id: 40.0})          # <EOS> overwhelmingly likely
+    texts = model.generate("the cat", 20, seed=0, num_samples=3)
+    assert texts == ["the cat\n"] * 3
+    long = model.generate("the cat", 5, seed=0, stop_at_eos=False)[0]
+    assert long == "the cat" + "\n" * 5                  # 5 <EOS> tokens, not cut
+
+
+def test_score_matches_torch_log_softmax():
+    torch = pytest.importorskip("torch")
+    model = _char_model(seed=2, dtype="float64")
+    text = "the dog sat"
+    ids = model.tokenizer.encode(text)
+    state = {k: torch.tensor(to_numpy(v)) for k, v in model.state_dict().items()}
+    emb, rnn, dec = torch.nn.Embedding(*state["embedding.weight"].shape).double(), \
+        torch.nn.LSTM(8, 12).double(), torch.nn.Linear(12, model.tokenizer.vocab_size).double()
+    for prefix, module in (("embedding", emb), ("rnn", rnn), ("decoder", dec)):
+        module.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(prefix + ".")})
+    with torch.no_grad():
+        out, _ = rnn(emb(torch.tensor(ids[:-1, None])))
+        logp = torch.log_softmax(dec(out)[:, 0, :], dim=-1).numpy()
+    log_prob = float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+
+    result = model.score(text)
+    assert result["tokens"] == len(text) - 1
+    assert math.isclose(result["log_prob"], log_prob, rel_tol=1e-10)
+    assert math.isclose(result["bits_per_token"], -log_prob / result["tokens"] / math.log(2), rel_tol=1e-10)
+
+
+def test_score_needs_two_tokens():
+    with pytest.raises(ConfigError, match="text"):
+        _char_model().score("t")
+
+
+@pytest.mark.parametrize("kw,name", [({"temperature": 0}, "temperature"), ({"temperature": -1.0}, "temperature"),
+                                     ({"top_k": 0}, "top_k"), ({"top_p": 1.5}, "top_p"), ({"top_p": 0.0}, "top_p"),
+                                     ({"length": -1}, "length"), ({"num_samples": 0}, "num_samples")])
+def test_bad_arguments_name_themselves(kw, name):
+    model = _char_model()
+    kw = {"length": 5, **kw}
+    with pytest.raises(ConfigError, match=name):
+        model.generate("the", **kw)
+
+
+def test_generate_needs_a_tokenizer():
+    model = LanguageModel(5, 4, 4, seed=0)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        model.generate("x", 3)

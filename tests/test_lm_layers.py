@@ -1,0 +1,299 @@
+"""The language model's building blocks and the whole model, against independent oracles.
+
+Embedding, Linear and softmax cross-entropy: numpy transcriptions of their definitions and
+float64 central finite differences (repeated ids in the embedding batch, the tied-weight
+path of Linear, masked and huge logits in the loss). LanguageModel: every parameter gradient
+of ``loss_and_grads`` against finite differences of ``loss`` (lstm, gru, rnn, tied once),
+an LSTM model against torch (nn.Embedding + nn.LSTM + nn.Linear + F.cross_entropy), and the
+state carried between calls against one run over the concatenated sequence.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from seqnet import to_numpy
+from seqnet.layers import Embedding, Linear, embedding_backward, softmax_cross_entropy
+from seqnet.models import LanguageModel
+
+EPS = 1e-6
+TOL = 1e-6
+
+
+def _numeric_grad(f, array: np.ndarray, entries=None) -> np.ndarray:
+    """Central differences of the scalar f(array) at ``entries`` (all when None); 0 elsewhere."""
+    grad = np.zeros_like(array)
+    indices = list(np.ndindex(array.shape)) if entries is None else entries
+    for idx in indices:
+        saved = array[idx]
+        array[idx] = saved + EPS
+        up = f(array)
+        array[idx] = saved - EPS
+        down = f(array)
+        array[idx] = saved
+        grad[idx] = (up - down) / (2 * EPS)
+    return grad
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    return z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
+
+
+def _ids(backend, values):
+    return backend.asarray(np.asarray(values, dtype=np.int64), "int64")
+
+
+# --------------------------------------------------------------------------- Embedding
+
+REPEATED_IDS = [[1, 1], [3, 1]]   # id 1 three times, id 3 once, ids 0, 2, 4 never
+
+
+def test_embedding_forward_and_backward_with_repeated_ids(xb64):
+    rng = np.random.default_rng(0)
+    layer = Embedding(5, 3, dtype="float64", seed=1)
+    table = to_numpy(layer.state_dict()["weight"])
+    ids = np.asarray(REPEATED_IDS)
+    upstream = rng.standard_normal((2, 2, 3))
+
+    out, backprop = layer.forward(_ids(xb64, ids))
+    assert_close(xb64, out, table[ids], rtol=0, atol=0)
+    backprop(xb64.asarray(upstream, "float64"))
+    analytic = layer.grads["weight"]        # before load_state_dict below resets the gradients
+
+    def loss(weight):
+        layer.load_state_dict({"weight": weight})
+        return float(np.sum(to_numpy(layer(_ids(xb64, ids))) * upstream))
+
+    numeric = _numeric_grad(loss, table.copy())
+    assert_close(xb64, analytic, numeric, rtol=TOL, atol=TOL)
+    np.testing.assert_array_equal(numeric[[0, 2, 4]], 0.0)      # unseen ids get nothing
+    np.testing.assert_allclose(to_numpy(analytic)[1], upstream[0, 0] + upstream[0, 1] + upstream[1, 1], atol=1e-12)
+
+
+def test_embedding_backward_reference_matches_add_at(xb64):
+    rng = np.random.default_rng(1)
+    ids = np.asarray([2, 0, 2, 2, 5, 0, 6, 2], dtype=np.int64)
+    d_out = rng.standard_normal((ids.shape[0], 4))
+    expected = np.zeros((7, 4))
+    np.add.at(expected, ids, d_out)
+    grad = embedding_backward(_ids(xb64, ids), xb64.asarray(d_out, "float64"), 7, xp=xb64.xp)
+    assert_close(xb64, grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_backward_reference_chunks(xb64, monkeypatch):
+    """The one-hot chunks (several, the last one partial) add up to the same table."""
+    import seqnet.layers.embedding as embedding_module
+
+    monkeypatch.setattr(embedding_module, "_ONE_HOT_CHUNK", 3 * 7)   # chunks of 3 ids for V = 7
+    ids = np.asarray([2, 0, 2, 2, 5, 0, 6, 2], dtype=np.int64)
+    d_out = np.random.default_rng(2).standard_normal((ids.shape[0], 4))
+    expected = np.zeros((7, 4))
+    np.add.at(expected, ids, d_out)
+    grad = embedding_module.embedding_backward(_ids(xb64, ids), xb64.asarray(d_out, "float64"), 7, xp=xb64.xp)
+    assert_close(xb64, grad, expected, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- Linear
+
+
+def test_linear_forward_and_backward(xb64):
+    rng = np.random.default_rng(3)
+    layer = Linear(4, 3, dtype="float64", seed=2)
+    public = {k: to_numpy(v) for k, v in layer.state_dict().items()}
+    assert public["weight"].shape == (3, 4)                     # torch's (out, in)
+    x = rng.standard_normal((2, 5, 4))
+    upstream = rng.standard_normal((2, 5, 3))
+
+    y, backprop = layer.forward(xb64.asarray(x, "float64"))
+    assert_close(xb64, y, x @ public["weight"].T + public["bias"], rtol=1e-12, atol=1e-12)
+    dx = backprop(xb64.asarray(upstream, "float64"))
+    grads = layer.grads                     # before load_state_dict below resets the gradients
+
+    def loss_of(name):
+        def f(value):
+            state = dict(public, **{name: value}) if name != "x" else public
+            layer.load_state_dict(state)
+            inp = value if name == "x" else x
+            return float(np.sum(to_numpy(layer(xb64.asarray(inp, "float64"))) * upstream))
+        return f
+
+    assert_close(xb64, dx, _numeric_grad(loss_of("x"), x.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, grads["weight"], _numeric_grad(loss_of("weight"), public["weight"].copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, grads["bias"], _numeric_grad(loss_of("bias"), public["bias"].copy()), rtol=TOL, atol=TOL)
+
+
+def test_linear_tied_weight_returns_its_gradient(xb64):
+    """forward(x, weight=W (in, out)) uses W, leaves the own weight's gradient alone and returns dW."""
+    rng = np.random.default_rng(4)
+    layer = Linear(4, 3, dtype="float64", seed=2)
+    bias = to_numpy(layer.state_dict()["bias"])
+    x = rng.standard_normal((5, 4))
+    tied = rng.standard_normal((4, 3))
+    upstream = rng.standard_normal((5, 3))
+
+    y, backprop = layer.forward(xb64.asarray(x, "float64"), weight=xb64.asarray(tied, "float64"))
+    assert_close(xb64, y, x @ tied + bias, rtol=1e-12, atol=1e-12)
+    dx, d_w = backprop(xb64.asarray(upstream, "float64"))
+
+    def loss(w):
+        out, _ = layer.forward(xb64.asarray(x, "float64"), weight=xb64.asarray(w, "float64"))
+        return float(np.sum(to_numpy(out) * upstream))
+
+    assert_close(xb64, d_w, _numeric_grad(loss, tied.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, dx, upstream @ tied.T, rtol=1e-12, atol=1e-12)
+    assert_close(xb64, layer.grads["weight"], np.zeros((3, 4)), rtol=0, atol=0)
+    assert_close(xb64, layer.grads["bias"], upstream.sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def _ce_oracle(logits: np.ndarray, targets: np.ndarray, mask=None) -> float:
+    logp = np.take_along_axis(_log_softmax(logits), targets[..., None], axis=-1)[..., 0]
+    if mask is None:
+        return float(-logp.mean())
+    return float(-(logp * mask).sum() / mask.sum())
+
+
+def test_cross_entropy_value_and_gradient(xb64):
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((3, 2, 5))
+    targets = rng.integers(0, 5, (3, 2))
+    loss, backprop = softmax_cross_entropy(xb64.asarray(logits, "float64"), _ids(xb64, targets), xp=xb64.xp)
+    assert_close(xb64, loss, _ce_oracle(logits, targets), rtol=1e-12, atol=1e-12)
+    assert tuple(loss.shape) == ()
+
+    def f(z):
+        value, _ = softmax_cross_entropy(xb64.asarray(z, "float64"), _ids(xb64, targets), xp=xb64.xp)
+        return float(to_numpy(value))
+
+    assert_close(xb64, backprop(), _numeric_grad(f, logits.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, backprop(2.5), 2.5 * _numeric_grad(f, logits.copy()), rtol=TOL, atol=TOL)
+
+
+def test_cross_entropy_is_stable_for_huge_logits(xb64):
+    logits = np.asarray([[1000.0, 0.0, -1000.0, 999.0], [-1000.0, -1000.0, -999.0, -1002.0]])
+    targets = np.asarray([3, 0])
+    loss, backprop = softmax_cross_entropy(xb64.asarray(logits, "float64"), _ids(xb64, targets), xp=xb64.xp)
+    expected = _ce_oracle(logits, targets)
+    assert np.isfinite(expected)
+    assert_close(xb64, loss, expected, rtol=1e-12, atol=1e-12)
+    grad = to_numpy(backprop())
+    assert np.all(np.isfinite(grad))
+    softmax = np.exp(_log_softmax(logits))
+    np.testing.assert_allclose(grad, (softmax - np.eye(4)[targets]) / 2, atol=1e-12)
+
+
+def test_cross_entropy_mask_ignores_padding(xb64):
+    rng = np.random.default_rng(6)
+    logits = rng.standard_normal((4, 2, 5))
+    targets = rng.integers(0, 5, (4, 2))
+    mask = np.asarray([[True, True], [True, False], [True, False], [False, False]])
+    device_mask = xb64.asarray(mask, "bool")
+    loss, backprop = softmax_cross_entropy(xb64.asarray(logits, "float64"), _ids(xb64, targets), device_mask,
+                                           xp=xb64.xp)
+    assert_close(xb64, loss, _ce_oracle(logits, targets, mask), rtol=1e-12, atol=1e-12)   # mean over 4 tokens
+
+    def f(z):
+        value, _ = softmax_cross_entropy(xb64.asarray(z, "float64"), _ids(xb64, targets), device_mask, xp=xb64.xp)
+        return float(to_numpy(value))
+
+    grad = backprop()
+    assert_close(xb64, grad, _numeric_grad(f, logits.copy()), rtol=TOL, atol=TOL)
+    np.testing.assert_array_equal(to_numpy(grad)[~mask], 0.0)
+    garbage = logits.copy()
+    garbage[~mask] = 1e4                                   # padded positions may hold anything
+    assert abs(f(garbage) - _ce_oracle(logits, targets, mask)) < 1e-12
+
+
+# --------------------------------------------------------------------------- LanguageModel
+
+V, E, H, T, B = 6, 3, 3, 4, 2
+MODEL_CASES = [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True)]
+
+
+def _batch(seed=7, steps=T):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, V, (steps + 1, B))
+    return ids[:-1], ids[1:]
+
+
+@pytest.mark.parametrize("cell,tie", MODEL_CASES, ids=[f"{c}{'-tied' if t else ''}" for c, t in MODEL_CASES])
+def test_language_model_gradients_by_finite_differences(xb64, cell, tie):
+    embed = H if tie else E
+    model = LanguageModel(V, embed, H, num_layers=1, cell=cell, dropout=0.0, tie_weights=tie, dtype="float64", seed=3)
+    inputs, targets = _batch()
+    inp, tgt = _ids(xb64, inputs), _ids(xb64, targets)
+    loss, _ = model.loss_and_grads(inp, tgt)
+    assert_close(xb64, loss, model.loss(inp, tgt)[0], rtol=1e-12, atol=1e-12)
+    analytic = {k: to_numpy(v) for k, v in model.param_grads.items()}
+    params = {k: to_numpy(v) for k, v in model.params.items()}
+    assert set(analytic) == set(params)
+    if tie:
+        assert "decoder.weight" not in params
+
+    rng = np.random.default_rng(8)
+    for name, value in params.items():
+        flat = list(np.ndindex(value.shape))
+        entries = [flat[i] for i in rng.choice(len(flat), size=min(6, len(flat)), replace=False)]
+
+        def f(perturbed, name=name):
+            model.set_params({name: xb64.asarray(perturbed, "float64")})
+            return float(to_numpy(model.loss(inp, tgt)[0]))
+
+        numeric = _numeric_grad(f, value.copy(), entries)
+        model.set_params({name: xb64.asarray(value, "float64")})
+        picked = tuple(np.asarray(entries).T)
+        np.testing.assert_allclose(analytic[name][picked], numeric[picked], rtol=1e-5, atol=1e-8, err_msg=name)
+        assert xb64.owns(model.param_grads[name])
+
+
+def test_lstm_language_model_agrees_with_torch(xb64):
+    torch = pytest.importorskip("torch")
+    model = LanguageModel(V, E, H, num_layers=2, cell="lstm", dtype="float64", seed=4)
+    state = {k: torch.tensor(to_numpy(v)) for k, v in model.state_dict().items()}
+    emb = torch.nn.Embedding(V, E).double()
+    rnn = torch.nn.LSTM(E, H, num_layers=2).double()
+    dec = torch.nn.Linear(H, V).double()
+    for prefix, module in (("embedding", emb), ("rnn", rnn), ("decoder", dec)):
+        module.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(prefix + ".")})
+
+    inputs, targets = _batch(seed=9, steps=5)
+    out, (h_n, c_n) = rnn(emb(torch.tensor(inputs)))
+    logits = dec(out)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.tensor(targets).reshape(-1))
+    expected.backward()
+
+    loss, (my_h, my_c) = model.loss_and_grads(_ids(xb64, inputs), _ids(xb64, targets))
+    assert_close(xb64, loss, expected.item(), rtol=1e-10, atol=1e-10)
+    assert_close(xb64, my_h, h_n.detach().numpy(), rtol=1e-10, atol=1e-10)
+    assert_close(xb64, my_c, c_n.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for prefix, module in (("embedding", emb), ("rnn", rnn), ("decoder", dec)):
+        mine = model.layers[prefix].grads
+        theirs = dict(module.named_parameters())
+        assert set(mine) == set(theirs), prefix
+        for name, param in theirs.items():
+            assert_close(xb64, mine[name], param.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=f"{prefix}.{name}")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_carried_state_continues_the_sequence(xb64, cell):
+    model = LanguageModel(V, E, H, num_layers=2, cell=cell, dtype="float64", seed=5)
+    inputs, targets = _batch(seed=10, steps=6)
+    first, second = slice(0, 3), slice(3, 6)
+    full_logits, full_final, _ = model.forward(_ids(xb64, inputs), training=False)
+    full_logits = to_numpy(full_logits)
+
+    loss1, state = model.loss_and_grads(_ids(xb64, inputs[first]), _ids(xb64, targets[first]))
+    loss2, final = model.loss_and_grads(_ids(xb64, inputs[second]), _ids(xb64, targets[second]), state)
+    assert_close(xb64, loss1, _ce_oracle(full_logits[first], targets[first]), rtol=1e-12, atol=1e-12)
+    assert_close(xb64, loss2, _ce_oracle(full_logits[second], targets[second]), rtol=1e-12, atol=1e-12)
+    logits2, _, _ = model.forward(_ids(xb64, inputs[second]), state, training=False)
+    assert_close(xb64, logits2, full_logits[second], rtol=1e-12, atol=1e-12)
+    for mine, whole in zip(final if isinstance(final, tuple) else (final,),
+                           full_final if isinstance(full_final, tuple) else (full_final,)):
+        assert_close(xb64, mine, whole, rtol=1e-12, atol=1e-12)
+    # without the state the second half is a different computation
+    fresh, _ = model.loss(_ids(xb64, inputs[second]), _ids(xb64, targets[second]))
+    assert abs(float(to_numpy(fresh)) - float(to_numpy(loss2))) > 1e-9

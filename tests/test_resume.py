@@ -1,0 +1,122 @@
+"""A run killed with SIGKILL and resumed with --resume ends exactly where an uninterrupted run
+with the same seed ends: same weights, same loss and validation trajectory. Dropout is on, so
+the saved RNG state matters too. Everything runs through the ``python -m seqnet`` CLI."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqnet.training.checkpoint import load_checkpoint
+
+if not hasattr(signal, "SIGKILL"):
+    pytest.skip("needs SIGKILL (POSIX)", allow_module_level=True)
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+STEPS = 40
+# Sized so that one step takes a few ms: the run is still going when the first checkpoint lands.
+CONFIG = ["--hidden", "96", "--embed", "16", "--batch", "8", "--seq-len", "48", "--dropout", "0.2",
+          "--checkpoint-every", "5", "--eval-every", "10", "--sample-every", "10", "--sample-length", "20",
+          "--log-every", "3", "--seed", "3", "--no-progress"]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore")
+
+
+def seqnet(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqnet", *map(str, args)], capture_output=True, text=True,
+                          env=_env(), timeout=timeout)
+
+
+def write_corpus(path: Path) -> Path:
+    rng = random.Random(1)
+    words = "the quick brown fox jumps over the lazy dog and the cat sat on the mat".split()
+    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(10)) for _ in range(300)) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def eval_records(run_dir: Path) -> dict[int, tuple]:
+    """step -> (train_loss, val_bits_per_token) of the eval records (a killed run may have written
+    one again after its last checkpoint; the values are the same, the last one wins)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: (r["train_loss"], r["val_bits_per_token"]) for r in records if r["event"] == "eval"}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    ckpt_a, ckpt_b = load_checkpoint(a), load_checkpoint(b)
+    assert ckpt_a.step == ckpt_b.step
+    assert set(ckpt_a.weights) == set(ckpt_b.weights)
+    for name, weight in ckpt_a.weights.items():
+        assert np.array_equal(weight, ckpt_b.weights[name]), name
+    for name, array in ckpt_a.optimizer_arrays.items():
+        assert np.array_equal(array, ckpt_b.optimizer_arrays[name]), name
+    assert ckpt_a.rng_state == ckpt_b.rng_state
+    assert ckpt_a.extra["history"] == ckpt_b.extra["history"]       # the per-step loss trajectory
+    assert eval_records(a) == eval_records(b)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("resume") / "corpus.txt")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    result = seqnet("train", "--corpus", corpus, "--out", out, "--steps", STEPS, *CONFIG)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_killed_and_resumed_run_matches_uninterrupted_run(corpus, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "seqnet", "train", "--corpus", str(corpus), "--out",
+                                    str(out), "--steps", str(STEPS), *CONFIG],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=_env())
+        try:
+            deadline = time.monotonic() + 60
+            while not (out / "latest.json").exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, (
+        f"the run ended (code {process.returncode}) before it could be killed: "
+        f"{(tmp_path / 'stderr.txt').read_text()[-2000:]}")
+    killed_at = load_checkpoint(out).step
+    assert 0 < killed_at < STEPS
+
+    result = seqnet("train", "--out", out, "--resume", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(out).step == STEPS
+    assert_same_run(uninterrupted, out)
+
+
+def test_resume_of_a_finished_run_continues_to_more_steps(uninterrupted, tmp_path):
+    import shutil
+
+    out = shutil.copytree(uninterrupted, tmp_path / "run")
+    before = eval_records(out)
+    result = seqnet("train", "--out", out, "--resume", "--steps", STEPS + 10, "--no-progress", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["steps"] == STEPS + 10
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == STEPS + 10
+    assert ckpt.config["steps"] == STEPS + 10
+    assert [step for step, _ in ckpt.extra["history"]][-1] == STEPS + 9
+    after = eval_records(out)
+    assert {k: v for k, v in after.items() if k <= STEPS} == before and STEPS + 10 in after
+    assert any(not np.array_equal(w, load_checkpoint(uninterrupted).weights[k]) for k, w in ckpt.weights.items())
