@@ -120,3 +120,20 @@ def test_resume_of_a_finished_run_continues_to_more_steps(uninterrupted, tmp_pat
     after = eval_records(out)
     assert {k: v for k, v in after.items() if k <= STEPS} == before and STEPS + 10 in after
     assert any(not np.array_equal(w, load_checkpoint(uninterrupted).weights[k]) for k, w in ckpt.weights.items())
+
+
+def test_resume_honours_steps_equal_to_the_default(tmp_path, monkeypatch, capsys):
+    """--resume --steps N must apply N even when N is the preset's default (here patched to 14)."""
+    from seqnet.cli import main as cli
+
+    monkeypatch.setattr(cli.DEFAULTS, "steps", 14)
+    corpus = write_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    tiny = ["--hidden", "8", "--embed", "4", "--batch", "2", "--seq-len", "8", "--eval-every", "6",
+            "--checkpoint-every", "6", "--sample-length", "0", "--no-progress", "--json"]
+    assert cli.main(["train", "--corpus", str(corpus), "--out", str(out), "--steps", "12", *tiny]) == 0
+    assert load_checkpoint(out).step == 12
+    assert cli.main(["train", "--out", str(out), "--resume", "--steps", "14", "--no-progress", "--json"]) == 0
+    assert load_checkpoint(out).step == 14
+    assert cli.main(["train", "--out", str(out), "--resume", "--no-progress", "--json"]) == 0   # keeps the run's 14
+    assert load_checkpoint(out).step == 14

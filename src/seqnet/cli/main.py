@@ -27,7 +27,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--tie-weights", action="store_true")
     p.add_argument("--seq-len", type=int, default=DEFAULTS.seq_len)
     p.add_argument("--batch", type=int, default=DEFAULTS.batch)
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps)
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"training steps (default: {DEFAULTS.steps}; with --resume: the run's own)"
+                        "%(default).0s")   # "%(default)" in the text: no "(default: None)" appended
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
     p.add_argument("--optimizer", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"), default=DEFAULTS.optimizer)
     p.add_argument("--clip", type=float, default=DEFAULTS.clip, help="max global gradient norm (0: off)")
@@ -46,7 +48,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every)
     p.add_argument("--log-every", type=int, default=DEFAULTS.log_every, help="steps between loss read-backs")
     p.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with the run's own settings "
+                        "(only --steps may be raised)")
     p.add_argument("--json", action="store_true", help="print one JSON object per evaluation and a summary")
     _threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -106,11 +109,13 @@ def cmd_train(args) -> int:
         if args.out is None:
             raise SeqnetError("--resume: needs --out DIR, the run directory to continue")
         trainer = Trainer.resume(Path(args.out), **kwargs)
-        if args.steps != DEFAULTS.steps:
+        if args.steps is not None:
             trainer.config.steps = args.steps
     else:
         from ..training.checkpoint import has_checkpoint
 
+        if args.steps is None:
+            args.steps = DEFAULTS.steps
         if args.out is not None and has_checkpoint(args.out):
             raise SeqnetError(f"--out: {args.out} already holds a run; pass --resume to continue it, "
                               "or choose another --out (nothing was changed)")

@@ -269,8 +269,8 @@ class Recurrent(Layer):
             May be called once per forward (the tape is consumed, as with PyTorch's backward)."""
             if called:
                 raise TapeConsumedError("backprop: already called for this forward pass; run forward() again")
-            called.append(True)
-            return self._backprop(d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes)
+            return self._backprop(d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes,
+                                  on_checked=lambda: called.append(True))
 
         return result, backprop
 
@@ -307,7 +307,7 @@ class Recurrent(Layer):
         """The bias added to layer ``layer``'s input projection (None without biases)."""
         return self._unit_params(self._suffix(layer, 0))[2]
 
-    def _backprop(self, d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes):
+    def _backprop(self, d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes, on_checked):
         backend, xp = self.backend, self.backend.xp
         hidden, n_dir = self.hidden_size, self.num_directions
         with backend.activate():
@@ -319,6 +319,7 @@ class Recurrent(Layer):
                     raise ShapeError(f"d_out: expected the shape of out {out_shape}, received {tuple(d_out.shape)}")
                 d_layer_out = xp.permute_dims(d_out, (1, 0, 2)) if self.batch_first else d_out
             d_finals = self._split_state(d_h_n, batch, "d_h_n")
+            on_checked()                      # inputs are valid: from here on the tape is consumed
             backward_scan = backend.kernel("scan_backward", scan_backward)
             d_states0 = [None] * len(d_finals)
             for layer in range(self.num_layers - 1, -1, -1):

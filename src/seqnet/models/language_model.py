@@ -190,7 +190,7 @@ class LanguageModel:
         """Sample ``num_samples`` continuations of ``prime`` in one batch; returns the texts (prime included).
 
         Word models stop a sample at <EOS> when ``stop_at_eos``. Unknown characters in
-        ``prime`` map to <UNK>.
+        ``prime`` map to <UNK>; <UNK> itself is never generated.
         """
         tokenizer = self._require_tokenizer()
         check_sampling(temperature, top_k, top_p)
@@ -201,7 +201,8 @@ class LanguageModel:
         rng = np.random.default_rng(seed)
         prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
         if prime_ids.shape[0] == 0:                    # no context: start from a uniformly drawn token
-            prime_ids = rng.integers(0, tokenizer.vocab_size, 1)
+            known = [k for k in range(tokenizer.vocab_size) if k != tokenizer.unk_id]
+            prime_ids = rng.choice(known, 1)
         eos = tokenizer.eos_id if stop_at_eos else None
         # Run the whole prime at once, then feed one token at a time.
         logits, state, _ = self.forward(self._device_ids(np.repeat(prime_ids[:, None], num_samples, axis=1)),
@@ -212,6 +213,8 @@ class LanguageModel:
         sampled = np.empty((length, num_samples), dtype=np.int64)
         finished = np.zeros(num_samples, dtype=bool)
         for k in range(length):
+            if tokenizer.unk_id is not None:
+                last[:, tokenizer.unk_id] = -np.inf                       # never emit <UNK>
             sampled[k] = nxt = sample_next(last, rng, temperature=temperature, top_k=top_k, top_p=top_p,
                                            greedy=greedy)
             if eos is not None:
