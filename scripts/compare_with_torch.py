@@ -1,16 +1,21 @@
 """Does seqnet train as well as PyTorch? The same data, budget, sizes and recipe for both.
 
-    cd /work/main && PYTHONPATH=src python scripts/compare_with_torch.py
+    python scripts/compare_with_torch.py            # ~20 min on 2 cores: 3 seeds x 2 models
 
 trains seqnet's character LSTM language model on the python-stdlib corpus and, on the same
 batches in the same order, an equally sized PyTorch model (nn.Embedding -> nn.LSTM ->
 nn.Linear, torch.optim.Adam, clip_grad_norm_, the same warm-up + cosine learning rates,
 hidden state carried between batches). The PyTorch model uses its own default init and
-seed; the claim is that seqnet's final validation loss is within 2% of it. A second PyTorch
-model starts from seqnet's initial weights: its curve should nearly coincide with seqnet's,
-which checks the forward, backward and optimizer math step for step.
+seed; the claim is that seqnet's final validation loss is within 2% of it.
 
-Both sides run single-threaded (BLAS and torch); wall times and tokens/s are informational.
+Seed noise: at this budget the final loss of one recipe varies by about +-1.5% between init
+seeds (torch own-init, seeds 0-3: 2.534, 2.486, 2.549, 2.487 bits/token), as large as the
+tolerance. So each side is trained from several seeds (--seeds, default 0,1,2) and the
+claim is judged on the means, with the per-seed spread shown beside them.
+
+A further PyTorch model starts from seqnet's initial weights (first seed only): its curve
+should coincide with seqnet's up to float32 rounding, which checks the forward, backward and
+optimizer math step for step. Both sides run single-threaded; times are informational.
 """
 from __future__ import annotations
 
@@ -20,16 +25,21 @@ import math
 import tempfile
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqnet.backend.threads import set_num_threads
-from seqnet.data import StreamBatcher, iter_eval_batches
-from seqnet.training.config import TrainConfig
-from seqnet.training.schedules import make_schedule
-from seqnet.training.trainer import Trainer, evaluate_nats
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from seqnet.backend.threads import set_num_threads  # noqa: E402
+from seqnet.data import StreamBatcher, iter_eval_batches  # noqa: E402
+from seqnet.training.config import TrainConfig  # noqa: E402
+from seqnet.training.schedules import make_schedule  # noqa: E402
+from seqnet.training.trainer import Trainer, evaluate_nats  # noqa: E402
 
 TOLERANCE = 0.02   # |seqnet - torch| / torch on the final validation loss
 
@@ -47,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--clip", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated init seeds; the claim is judged on the means")
     p.add_argument("--val-batches", type=int, default=50)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
@@ -120,25 +130,27 @@ class SeqnetRun:
         return evaluate_nats(self.trainer.model, val_ids, self.args.batch, self.args.seq_len, self.args.val_batches)
 
 
-def make_trainer(args, run_dir: str) -> Trainer:
+def make_trainer(args, run_dir: str, seed: int) -> Trainer:
     config = TrainConfig(corpus=args.corpus, tokenizer="char", cell=args.cell, embed=args.embed, hidden=args.hidden,
                          layers=args.layers, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
-                         optimizer="adam", clip=args.clip, schedule="cosine", warmup=args.warmup, seed=args.seed,
+                         optimizer="adam", clip=args.clip, schedule="cosine", warmup=args.warmup, seed=seed,
                          val_fraction=0.02, eval_batches=args.val_batches)
     trainer = Trainer(config, run_dir, progress=False).prepare_new()   # fit tokenizer, encode corpus, build model
     trainer.schedule = make_schedule("cosine", args.lr, args.steps, warmup_steps=min(args.warmup, args.steps // 2))
     return trainer
 
 
-def make_torch_runs(trainer: Trainer, args) -> dict[str, TorchRun]:
+def make_torch_runs(trainer: Trainer, args, seed: int, seqnet_init: bool) -> dict[str, TorchRun]:
     vocab = trainer.tokenizer.vocab_size
     sizes = (vocab, args.embed, args.hidden, args.layers, args.cell)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     own = TorchLM(*sizes)                                  # torch's default init, torch's seed
-    copied = TorchLM(*sizes)
-    copied.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in trainer.model.state_dict().items()})
-    return {"torch": TorchRun(own, trainer.train_ids, args, trainer.schedule),
-            "torch_seqnet_init": TorchRun(copied, trainer.train_ids, args, trainer.schedule)}
+    runs = {"torch": TorchRun(own, trainer.train_ids, args, trainer.schedule)}
+    if seqnet_init:
+        copied = TorchLM(*sizes)
+        copied.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in trainer.model.state_dict().items()})
+        runs["torch_seqnet_init"] = TorchRun(copied, trainer.train_ids, args, trainer.schedule)
+    return runs
 
 
 # -- the comparison --------------------------------------------------------------------------
@@ -163,18 +175,27 @@ def relative(a: float, b: float) -> float:
     return (a - b) / b
 
 
-def summarize(rows, seconds, args, trainer) -> dict:
-    final = rows[-1]
+def summarize(per_seed: list[dict], args, trainer) -> dict:
+    """per_seed: [{"seed", "rows", "seconds"}]; the claim is judged on the mean final losses."""
+    finals = {name: [run["rows"][-1][name] for run in per_seed if name in run["rows"][-1]]
+              for name in ("seqnet", "torch", "torch_seqnet_init")}
+    mean = {name: float(np.mean(v)) for name, v in finals.items() if v}
+    first = per_seed[0]
     tokens = args.steps * args.batch * args.seq_len
+    seconds = {name: float(np.mean([run["seconds"][name] for run in per_seed if name in run["seconds"]]))
+               for name in first["seconds"]}
     return {
         "config": vars(args) | {"vocab_size": trainer.tokenizer.vocab_size,
                                 "parameters": trainer.model.num_parameters(),
                                 "train_tokens": int(trainer.train_ids.shape[0])},
-        "curve_bits_per_token": [{k: (v if k == "step" else v / math.log(2)) for k, v in r.items()} for r in rows],
-        "final_nats_per_token": {k: v for k, v in final.items() if k != "step"},
-        "relative_difference": relative(final["seqnet"], final["torch"]),
-        "relative_difference_seqnet_init": relative(final["seqnet"], final["torch_seqnet_init"]),
-        "passed": abs(relative(final["seqnet"], final["torch"])) <= TOLERANCE,
+        "curve_bits_per_token_first_seed": [{k: (v if k == "step" else v / math.log(2)) for k, v in r.items()}
+                                            for r in first["rows"]],
+        "final_nats_per_token_per_seed": {run["seed"]: {k: v for k, v in run["rows"][-1].items() if k != "step"}
+                                          for run in per_seed},
+        "mean_final_nats_per_token": mean,
+        "relative_difference": relative(mean["seqnet"], mean["torch"]),
+        "relative_difference_seqnet_init": relative(first["rows"][-1]["seqnet"], first["rows"][-1]["torch_seqnet_init"]),
+        "passed": abs(relative(mean["seqnet"], mean["torch"])) <= TOLERANCE,
         "train_seconds": seconds,
         "tokens_per_s": {k: tokens / s for k, s in seconds.items()},
     }
@@ -185,18 +206,21 @@ def print_report(result: dict) -> None:
     print(f"{cfg['cell']} {cfg['layers']}x{cfg['hidden']} (embed {cfg['embed']}), {cfg['parameters']:,} parameters, "
           f"vocabulary {cfg['vocab_size']}, corpus {cfg['corpus']} ({cfg['train_tokens']:,} training tokens)")
     print(f"{cfg['steps']} steps of {cfg['batch']}x{cfg['seq_len']} tokens, adam lr {cfg['lr']} "
-          f"(warm-up {cfg['warmup']} + cosine), clip {cfg['clip']}, seed {cfg['seed']}; "
+          f"(warm-up {cfg['warmup']} + cosine), clip {cfg['clip']}, seeds {cfg['seeds']}; "
           f"validation: first {cfg['val_batches']} batches\n")
-    print(f"{'step':>6}  {'seqnet':>8}  {'torch':>8}  {'torch (seqnet init)':>19}   val bits/token")
-    for r in result["curve_bits_per_token"]:
+    print(f"{'step':>6}  {'seqnet':>8}  {'torch':>8}  {'torch (seqnet init)':>19}   val bits/token, first seed")
+    for r in result["curve_bits_per_token_first_seed"]:
         print(f"{r['step']:>6}  {r['seqnet']:>8.4f}  {r['torch']:>8.4f}  {r['torch_seqnet_init']:>19.4f}")
-    nats = result["final_nats_per_token"]
-    print("\nfinal val nats/token: " + ", ".join(f"{k} {v:.4f}" for k, v in nats.items()))
-    print(f"(seqnet - torch) / torch               = {100 * result['relative_difference']:+.2f}%  "
+    print("\nfinal val bits/token per seed:")
+    for seed, finals in result["final_nats_per_token_per_seed"].items():
+        print(f"  seed {seed}: " + ", ".join(f"{k} {v / math.log(2):.4f}" for k, v in finals.items()))
+    mean = result["mean_final_nats_per_token"]
+    print("mean: " + ", ".join(f"{k} {v / math.log(2):.4f}" for k, v in mean.items()))
+    print(f"(mean seqnet - mean torch) / mean torch = {100 * result['relative_difference']:+.2f}%  "
           f"{'PASS' if result['passed'] else 'FAIL'} (|diff| <= {100 * TOLERANCE:.0f}%)")
-    print(f"(seqnet - torch seqnet-init) / torch   = {100 * result['relative_difference_seqnet_init']:+.2f}%  "
-          f"(same init: only float32 rounding differs)")
-    print("\ntraining time (informational, 1 thread): " + ", ".join(
+    print(f"(seqnet - torch from seqnet's init) / torch, first seed = "
+          f"{100 * result['relative_difference_seqnet_init']:+.2f}%  (only float32 rounding differs)")
+    print("\ntraining time per run (informational, 1 thread): " + ", ".join(
         f"{k} {s:.1f} s ({result['tokens_per_s'][k]:,.0f} tok/s)" for k, s in result["train_seconds"].items()))
 
 
@@ -204,11 +228,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_num_threads(1)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="seqnet-vs-torch-") as run_dir:
-        trainer = make_trainer(args, run_dir)
-        runs = {"seqnet": SeqnetRun(trainer, args), **make_torch_runs(trainer, args)}
-        rows, seconds = train_and_evaluate(runs, trainer.val_ids, args)
-        result = summarize(rows, seconds, args, trainer)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_seed = []
+    with tempfile.TemporaryDirectory(prefix="seqnet-vs-torch-") as run_dir:   # the encoded corpus is reused
+        for k, seed in enumerate(seeds):
+            trainer = make_trainer(args, run_dir, seed)
+            runs = {"seqnet": SeqnetRun(trainer, args), **make_torch_runs(trainer, args, seed, seqnet_init=k == 0)}
+            rows, seconds = train_and_evaluate(runs, trainer.val_ids, args)
+            per_seed.append({"seed": seed, "rows": rows, "seconds": seconds})
+        result = summarize(per_seed, args, trainer)
     result["total_seconds"] = time.perf_counter() - started
     if args.json:
         print(json.dumps(result, indent=2))
