@@ -50,8 +50,11 @@ def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
     d_hn = xb.asarray(rng.standard_normal(shape_h), dtype)
     if cls is seqnet.LSTM:
         hx, d_hn = (hx, hx * 0.5), (d_hn, d_hn * 2.0)
+    weights_before = {k: to_numpy(v) for k, v in layer.state_dict().items()}
     got, got_grads = run(layer, x, hx, d_out, d_hn, lengths)
     want, want_grads = run(reference, x, hx, d_out, d_hn, lengths)
+    for name, value in layer.state_dict().items():     # kernels scale copies, never the weights
+        np.testing.assert_array_equal(to_numpy(value), weights_before[name], err_msg=name)
     for a, b in zip(got, want):
         assert xb.owns(a)
         np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=tol, atol=tol)
