@@ -17,12 +17,36 @@ Shapes: T steps, B batch, H hidden, G gates.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..layers import time_loop
+
+
+_prepared: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _prepared_weight(w_hh: np.ndarray, kind: str, halve_rows: int = 0) -> np.ndarray:
+    """C-contiguous W_hh^T (G*H, H), its first ``halve_rows`` rows halved, cached per weight array.
+
+    Token-by-token generation calls the scan once per token; re-deriving this every call would
+    copy the whole matrix per token. Parameters are never modified in place (optimizers and
+    load_state_dict assign new arrays), so an array that is still alive still holds the same values.
+    """
+    key = (id(w_hh), kind)
+    hit = _prepared.get(key)
+    if hit is not None and hit[0]() is w_hh:
+        return hit[1]
+    prepared = np.array(w_hh.T, order="C")
+    if halve_rows:
+        prepared[:halve_rows] *= 0.5
+    if len(_prepared) > 64:
+        _prepared.clear()
+    _prepared[key] = (weakref.ref(w_hh), prepared)
+    return prepared
 
 
 def _feature_major(a: np.ndarray) -> np.ndarray:
@@ -71,8 +95,7 @@ def _lstm_forward(gates, h, c, w_hh, keep_tape, reverse):
     steps, width, batch = gates.shape
     hidden = width // 4
     gates[:, :3 * hidden] *= 0.5                    # sigmoid(z) = (tanh(z/2) + 1) / 2 for i, f, o
-    w_half = np.array(w_hh.T, order="C")            # (4H, H), always a copy: it is scaled below
-    w_half[:3 * hidden] *= 0.5
+    w_half = _prepared_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H)
     hs = np.empty((steps, hidden, batch), gates.dtype)
     rotating = 1 if keep_tape else 0                # inference keeps only two c's and one tanh(c)
     cs = np.empty_like(hs) if keep_tape else np.empty((2, hidden, batch), gates.dtype)
@@ -103,7 +126,7 @@ def _gru_forward(gates, h, w_hh, b_hh, keep_tape, reverse):
     """gates: (T, 3H, B) input projections (b_ih included), turned into r, u, n in place."""
     steps, width, batch = gates.shape
     hidden = width // 3
-    w_t = np.ascontiguousarray(w_hh.T)               # (3H, H)
+    w_t = _prepared_weight(w_hh, "plain")             # (3H, H)
     bias = None if b_hh is None else b_hh[:, None]
     hs = np.empty((steps, hidden, batch), gates.dtype)
     hns = np.empty_like(hs) if keep_tape else np.empty((1, hidden, batch), gates.dtype)
@@ -135,7 +158,7 @@ def _gru_forward(gates, h, w_hh, b_hh, keep_tape, reverse):
 
 def _rnn_forward(gates, h, w_hh, relu, reverse):
     steps, hidden, batch = gates.shape
-    w_t = np.ascontiguousarray(w_hh.T)
+    w_t = _prepared_weight(w_hh, "plain")
     hs = np.empty_like(gates)
     hh = np.empty((hidden, batch), gates.dtype)
     for t in _order(steps, reverse):
