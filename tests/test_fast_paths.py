@@ -140,3 +140,23 @@ def test_token_stepper_equals_full_forward(xb, cell):
         for row, token in zip(rows, np.argmax(to_numpy(logits)[-1], axis=-1)):
             row.append(int(token))
     assert texts == [tokenizer.decode(np.array(row)) for row in rows]
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_override_matches_reference(xb64, weight_decay):
+    from seqnet.training import optimizers
+
+    update = xb64.kernel("adam_update", optimizers.adam_update)
+    rng = np.random.default_rng(0)
+    p, m, v = (xb64.asarray(rng.standard_normal((3, 4)), "float64") for _ in range(3))
+    v = v * v
+    kwargs = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=weight_decay, xp=xb64.xp)
+    for step in (1, 2, 3):
+        g = xb64.asarray(rng.standard_normal((3, 4)), "float64")
+        want = optimizers.adam_update(p, g, m, v, step=step, **kwargs)
+        p_before = to_numpy(p)
+        got = update(p, g, xb64.xp.asarray(m, copy=True), xb64.xp.asarray(v, copy=True), step=step, **kwargs)
+        np.testing.assert_array_equal(to_numpy(p), p_before)        # the old parameter is untouched
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-14, atol=1e-15)
+        p, m, v = want

@@ -16,4 +16,5 @@ def register_fast_kernels(backend) -> None:
         backend.kernels.update({
             "scan_forward": numpy_kernels.scan_forward,
             "scan_backward": numpy_kernels.scan_backward,
+            "adam_update": numpy_kernels.adam_update,
         })

@@ -5,7 +5,9 @@ Same math as :mod:`seqnet.layers.time_loop` and :mod:`seqnet.cells`, arranged fo
 - Feature-major: inside the loop every per-step array is (features, B), not (B, features),
   so each gate is a contiguous block of rows and ufuncs run on contiguous memory, and the
   per-step matmuls are ``W_hh^T (G*H, H) @ h (H, B)`` and ``W_hh (H, G*H) @ dz (G*H, B)``,
-  which OpenBLAS runs 1.3-2x faster at these shapes than the batch-major products.
+  which OpenBLAS runs 1.3-2x faster at these shapes than the batch-major products. Inputs
+  and outputs stay batch-major (T, B, features); each step transposes its own slice while it
+  is in cache, instead of whole-sequence transposes.
 - Buffers are allocated once per call and written with ``out=``; gate activations are
   overwritten by gate gradients during backward, so the tape holds them only once.
 - LSTM: the i, f, o columns are pre-scaled by 1/2, so one tanh covers all four gates
@@ -49,27 +51,16 @@ def _prepared_weight(w_hh: np.ndarray, kind: str, halve_rows: int = 0) -> np.nda
     return prepared
 
 
-def _feature_major(a: np.ndarray) -> np.ndarray:
-    """(T, B, F) -> contiguous (T, F, B)."""
-    return np.ascontiguousarray(np.swapaxes(a, 1, 2))
-
-
-def _batch_major(a: np.ndarray) -> np.ndarray:
-    """(T, F, B) -> contiguous (T, B, F)."""
-    return np.ascontiguousarray(np.swapaxes(a, 1, 2))
-
-
 @dataclass
 class BufferTape:
-    """What a fast forward scan leaves for backward, all feature-major (T, features, B)."""
+    """What a fast forward scan leaves for backward."""
 
     cell: object
     gates: np.ndarray                 # (T, G*H, B) activations; overwritten with gradients by backward
-    hs_t: np.ndarray                  # (T, H, B) hidden state after each step
-    hs: np.ndarray                    # (T, B, H) the same, batch-major (the layer's output)
+    hs: np.ndarray                    # (T, B, H) hidden state after each step (the layer's output)
     h0: np.ndarray                    # (B, H)
     reverse: bool
-    extra: dict = field(default_factory=dict)   # "c", "tanh_c", "c0" (LSTM); "hn" (GRU): (T, H, B)
+    extra: dict = field(default_factory=dict)   # "c", "tanh_c" (T, H, B) and "c0" (H, B) (LSTM); "hn" (GRU)
 
     def prev(self, seq: np.ndarray, first: np.ndarray, t: int) -> np.ndarray:
         """``seq``'s value before step t in processing order (``first`` before the first step)."""
@@ -89,54 +80,67 @@ def _order(steps: int, reverse: bool, backward: bool = False) -> range:
     return range(steps) if reverse == backward else range(steps - 1, -1, -1)
 
 
+def _buffers(xproj: np.ndarray, rows: int, keep_tape: bool):
+    """The gate buffer ((T, rows, B), or one step's worth for inference) and the output hs (T, B, H)."""
+    steps, batch, width = xproj.shape
+    gates = np.empty((steps if keep_tape else 1, width, batch), xproj.dtype)
+    hs = np.empty((steps, batch, rows), xproj.dtype)
+    return gates, hs
+
+
 # -- forward ------------------------------------------------------------------------------
-def _lstm_forward(gates, h, c, w_hh, keep_tape, reverse):
-    """gates: (T, 4H, B) input projections, turned into activations in place; h, c: (H, B)."""
-    steps, width, batch = gates.shape
+def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
+    """xproj: (T, B, 4H); h, c: (H, B). Returns hs (T, B, H), final (h, c) (H, B), gates, extra."""
+    steps, batch, width = xproj.shape
     hidden = width // 4
-    gates[:, :3 * hidden] *= 0.5                    # sigmoid(z) = (tanh(z/2) + 1) / 2 for i, f, o
-    w_half = _prepared_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H)
-    hs = np.empty((steps, hidden, batch), gates.dtype)
-    rotating = 1 if keep_tape else 0                # inference keeps only two c's and one tanh(c)
-    cs = np.empty_like(hs) if keep_tape else np.empty((2, hidden, batch), gates.dtype)
-    tanh_cs = np.empty_like(hs) if keep_tape else np.empty((1, hidden, batch), gates.dtype)
-    hh = np.empty((width, batch), gates.dtype)
-    ig = np.empty((hidden, batch), gates.dtype)
+    w_half = _prepared_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H), i/f/o rows halved
+    gates, hs = _buffers(xproj, hidden, keep_tape)
+    cs = np.empty((steps, hidden, batch), xproj.dtype) if keep_tape else np.empty((2, hidden, batch), xproj.dtype)
+    tanh_cs = np.empty_like(cs) if keep_tape else np.empty((1, hidden, batch), xproj.dtype)
+    h_bufs = np.empty((2, hidden, batch), xproj.dtype)
+    hh = np.empty((width, batch), xproj.dtype)
+    ig = np.empty((hidden, batch), xproj.dtype)
     for k, t in enumerate(_order(steps, reverse)):
-        z = gates[t]
+        z = gates[t] if keep_tape else gates[0]
         np.matmul(w_half, h, out=hh)
+        z[...] = xproj[t].T
+        z[:3 * hidden] *= 0.5                          # sigmoid(x) = (tanh(x/2) + 1) / 2 for i, f, o
         z += hh
         np.tanh(z, out=z)
         ifo = z[:3 * hidden]
         ifo *= 0.5
         ifo += 0.5                                                     # i, f, o = sigmoid(.), g = tanh(.)
         i, f, o, g = z[:hidden], z[hidden:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
-        c_new = cs[t] if rotating else cs[k % 2]
-        tanh_c = tanh_cs[t] if rotating else tanh_cs[0]
+        c_new = cs[t] if keep_tape else cs[k % 2]
+        tanh_c = tanh_cs[t] if keep_tape else tanh_cs[0]
         np.multiply(f, c, out=c_new)
         np.multiply(i, g, out=ig)
         c_new += ig                                                    # c' = f c + i g
         np.tanh(c_new, out=tanh_c)
-        np.multiply(o, tanh_c, out=hs[t])                              # h' = o tanh(c')
-        h, c = hs[t], c_new
-    return hs, (h, c), {"c": cs, "tanh_c": tanh_cs}
+        h = h_bufs[k % 2]
+        np.multiply(o, tanh_c, out=h)                                  # h' = o tanh(c')
+        hs[t] = h.T
+        c = c_new
+    return hs, (h, c), gates, {"c": cs, "tanh_c": tanh_cs}
 
 
-def _gru_forward(gates, h, w_hh, b_hh, keep_tape, reverse):
-    """gates: (T, 3H, B) input projections (b_ih included), turned into r, u, n in place."""
-    steps, width, batch = gates.shape
+def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
+    """xproj: (T, B, 3H) input projections (b_ih included); h: (H, B)."""
+    steps, batch, width = xproj.shape
     hidden = width // 3
     w_t = _prepared_weight(w_hh, "plain")             # (3H, H)
     bias = None if b_hh is None else b_hh[:, None]
-    hs = np.empty((steps, hidden, batch), gates.dtype)
-    hns = np.empty_like(hs) if keep_tape else np.empty((1, hidden, batch), gates.dtype)
-    hh = np.empty((width, batch), gates.dtype)
-    tmp = np.empty((hidden, batch), gates.dtype)
-    for t in _order(steps, reverse):
-        z = gates[t]
+    gates, hs = _buffers(xproj, hidden, keep_tape)
+    hns = np.empty((steps if keep_tape else 1, hidden, batch), xproj.dtype)
+    h_bufs = np.empty((2, hidden, batch), xproj.dtype)
+    hh = np.empty((width, batch), xproj.dtype)
+    tmp = np.empty((hidden, batch), xproj.dtype)
+    for k, t in enumerate(_order(steps, reverse)):
+        z = gates[t] if keep_tape else gates[0]
         np.matmul(w_t, h, out=hh)
         if bias is not None:
             hh += bias
+        z[...] = xproj[t].T
         ru = z[:2 * hidden]
         ru += hh[:2 * hidden]
         ru *= 0.5
@@ -151,26 +155,28 @@ def _gru_forward(gates, h, w_hh, b_hh, keep_tape, reverse):
         np.tanh(n, out=n)                                              # n = tanh(x_n + r hn)
         np.subtract(h, n, out=tmp)
         tmp *= u
-        np.add(n, tmp, out=hs[t])                                      # h' = n + u (h - n)
-        h = hs[t]
-    return hs, (h,), {"hn": hns}
+        h = h_bufs[k % 2]
+        np.add(n, tmp, out=h)                                          # h' = n + u (h - n)
+        hs[t] = h.T
+    return hs, (h,), gates, {"hn": hns}
 
 
-def _rnn_forward(gates, h, w_hh, relu, reverse):
-    steps, hidden, batch = gates.shape
+def _rnn_forward(xproj, h, w_hh, relu, keep_tape, reverse):
+    steps, batch, hidden = xproj.shape
     w_t = _prepared_weight(w_hh, "plain")
-    hs = np.empty_like(gates)
-    hh = np.empty((hidden, batch), gates.dtype)
-    for t in _order(steps, reverse):
-        z = gates[t]
-        np.matmul(w_t, h, out=hh)
-        z += hh
+    gates, hs = _buffers(xproj, hidden, keep_tape)
+    h_bufs = np.empty((2, hidden, batch), xproj.dtype)
+    for k, t in enumerate(_order(steps, reverse)):
+        z = gates[t] if keep_tape else gates[0]
+        np.matmul(w_t, h, out=z)
+        z += xproj[t].T
+        h = h_bufs[k % 2]
         if relu:
-            np.maximum(z, 0, out=hs[t])
+            np.maximum(z, 0, out=h)
         else:
-            np.tanh(z, out=hs[t])
-        h = hs[t]
-    return hs, (h,), {}
+            np.tanh(z, out=h)
+        hs[t] = h.T
+    return hs, (h,), gates, {}
 
 
 def _supported(cell) -> bool:
@@ -181,18 +187,17 @@ def scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, *, xp, keep_ta
     """Override of :func:`seqnet.layers.time_loop.scan_forward` (same arguments and results)."""
     if masks is not None or not _supported(cell):
         return time_loop.scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, xp=xp, keep_tape=keep_tape)
-    gates = _feature_major(xproj)
     state_t = [np.ascontiguousarray(s.T) for s in state0]
     if isinstance(cell, LSTMCell):
-        hs_t, final_t, extra = _lstm_forward(gates, *state_t, w_hh, keep_tape, reverse)
+        hs, final_t, gates, extra = _lstm_forward(xproj, *state_t, w_hh, keep_tape, reverse)
         extra["c0"] = state_t[1]
     elif isinstance(cell, GRUCell):
-        hs_t, final_t, extra = _gru_forward(gates, state_t[0], w_hh, b_hh, keep_tape, reverse)
+        hs, final_t, gates, extra = _gru_forward(xproj, state_t[0], w_hh, b_hh, keep_tape, reverse)
     else:
-        hs_t, final_t, extra = _rnn_forward(gates, state_t[0], w_hh, cell.nonlinearity == "relu", reverse)
-    hs = _batch_major(hs_t)
+        hs, final_t, gates, extra = _rnn_forward(xproj, state_t[0], w_hh, cell.nonlinearity == "relu",
+                                                 keep_tape, reverse)
     final = tuple(np.ascontiguousarray(s.T) for s in final_t)
-    tape = BufferTape(cell, gates, hs_t, hs, state0[0], reverse, extra) if keep_tape else None
+    tape = BufferTape(cell, gates, hs, state0[0], reverse, extra) if keep_tape else None
     return hs, final, tape
 
 
@@ -201,13 +206,14 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
     gates, cs, tanh_cs, c0 = tape.gates, tape.extra["c"], tape.extra["tanh_c"], tape.extra["c0"]
     steps, width, batch = gates.shape
     hidden = width // 4
+    d_xproj = np.empty((steps, batch, width), gates.dtype)
     dc_prev = np.empty_like(dc)
     t1 = np.empty_like(dc)
     d_post = np.empty((3 * hidden, batch), gates.dtype)          # dL/d(i, f, o) after the sigmoid
     one_minus = np.empty_like(d_post)
     for t in _order(steps, tape.reverse, backward=True):
         if d_hs is not None:
-            dh += d_hs[t]
+            dh += d_hs[t].T
         a = gates[t]
         ifo, i, f, o, g = a[:3 * hidden], a[:hidden], a[hidden:2 * hidden], a[2 * hidden:3 * hidden], a[3 * hidden:]
         c_prev, tanh_c = tape.prev(cs, c0, t), tanh_cs[t]
@@ -228,23 +234,25 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
         ifo *= one_minus
         ifo *= d_post                                     # d (i, f, o)_pre = dL/d(.) s (1 - s)
         np.matmul(w_hh, a, out=dh)                        # dL/dh_prev = W_hh dz
+        d_xproj[t] = a.T
         dc, dc_prev = dc_prev, dc
-    return (dh, dc), gates
+    return (dh, dc), d_xproj, d_xproj
 
 
 def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
-    gates, hs, hns = tape.gates, tape.hs_t, tape.extra["hn"]
+    gates, hs, hns = tape.gates, tape.hs, tape.extra["hn"]
     steps, width, batch = gates.shape
     hidden = width // 3
-    d_hproj = np.empty_like(gates)
-    h0 = np.ascontiguousarray(tape.h0.T)
+    d_xproj = np.empty((steps, batch, width), gates.dtype)
+    d_hproj = np.empty_like(d_xproj)
+    dhp = np.empty((width, batch), gates.dtype)
     dn, du, dr, tmp, direct = (np.empty_like(dh) for _ in range(5))
     for t in _order(steps, tape.reverse, backward=True):
         if d_hs is not None:
-            dh += d_hs[t]
+            dh += d_hs[t].T
         a = gates[t]
         r, u, n = a[:hidden], a[hidden:2 * hidden], a[2 * hidden:]
-        h_prev, hn = tape.prev(hs, h0, t), hns[t]
+        h_prev, hn = tape.prev(hs, tape.h0, t).T, hns[t]
         np.multiply(dh, u, out=direct)                    # dL/dh_prev, direct path: dh u
         np.multiply(n, n, out=dn)
         np.subtract(1, dn, out=dn)
@@ -259,46 +267,67 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
         dr *= r
         dr *= hn
         dr *= dn                                          # d r_pre = dn hn r (1 - r)
-        dhp = d_hproj[t]
         np.multiply(dn, r, out=dhp[2 * hidden:])          # d hn = dn r
         dhp[:hidden], dhp[hidden:2 * hidden] = dr, du
-        r[...], u[...], n[...] = dr, du, dn               # the gates buffer now holds d_xproj
+        r[...], u[...], n[...] = dr, du, dn               # d_xproj
+        d_xproj[t], d_hproj[t] = a.T, dhp.T
         np.matmul(w_hh, dhp, out=dh)
         dh += direct
-    return (dh,), gates, d_hproj
+    return (dh,), d_xproj, d_hproj
 
 
 def _rnn_backward(tape: BufferTape, d_hs, dh, w_hh):
-    gates, hs = tape.gates, tape.hs_t
+    gates, hs = tape.gates, tape.hs
     relu = tape.cell.nonlinearity == "relu"
+    d_xproj = np.empty((gates.shape[0], gates.shape[2], gates.shape[1]), gates.dtype)
     for t in _order(gates.shape[0], tape.reverse, backward=True):
         if d_hs is not None:
-            dh += d_hs[t]
-        da = gates[t]
+            dh += d_hs[t].T
+        da, h = gates[t], hs[t].T
         if relu:
-            np.multiply(dh, hs[t] > 0, out=da)            # relu' = [h > 0]
+            np.multiply(dh, h > 0, out=da)                # relu' = [h > 0]
         else:
-            np.multiply(hs[t], hs[t], out=da)
+            np.multiply(h, h, out=da)
             np.subtract(1, da, out=da)
             da *= dh                                      # tanh' = 1 - h^2
         np.matmul(w_hh, da, out=dh)
-    return (dh,), gates
+        d_xproj[t] = da.T
+    return (dh,), d_xproj, d_xproj
 
 
 def scan_backward(cell, tape, d_hs, d_final, w_hh, masks, *, xp):
     """Override of :func:`seqnet.layers.time_loop.scan_backward` (same arguments and results)."""
     if not isinstance(tape, BufferTape):
         return time_loop.scan_backward(cell, tape, d_hs, d_final, w_hh, masks, xp=xp)
-    d_hs_t = None if d_hs is None else _feature_major(d_hs)
     d_state = [np.ascontiguousarray(d.T) for d in d_final]     # fresh (H, B) buffers, updated in place
     if isinstance(cell, LSTMCell):
-        d_state0, d_gates = _lstm_backward(tape, d_hs_t, *d_state, w_hh)
-        d_hgates = d_gates
+        d_state0, d_xproj, d_hproj = _lstm_backward(tape, d_hs, *d_state, w_hh)
     elif isinstance(cell, GRUCell):
-        d_state0, d_gates, d_hgates = _gru_backward(tape, d_hs_t, d_state[0], w_hh)
+        d_state0, d_xproj, d_hproj = _gru_backward(tape, d_hs, d_state[0], w_hh)
     else:
-        d_state0, d_gates = _rnn_backward(tape, d_hs_t, d_state[0], w_hh)
-        d_hgates = d_gates
-    d_xproj = _batch_major(d_gates)
-    d_hproj = d_xproj if d_hgates is d_gates else _batch_major(d_hgates)
+        d_state0, d_xproj, d_hproj = _rnn_backward(tape, d_hs, d_state[0], w_hh)
     return tuple(np.ascontiguousarray(d.T) for d in d_state0), d_xproj, d_hproj
+
+
+# -- optimizer ------------------------------------------------------------------------------
+def adam_update(p, g, m, v, *, lr, beta1, beta2, eps, step, weight_decay, xp):
+    """Override of :func:`seqnet.training.optimizers.adam_update`: the moments are updated in
+    place and one scratch buffer serves every pass, instead of a fresh array per operation
+    (for large parameters each fresh array costs page faults). ``p`` itself is not modified:
+    the new parameter is a new array."""
+    if weight_decay:
+        g = g + weight_decay * p
+    scratch = np.multiply(g, 1.0 - beta1)
+    m *= beta1
+    m += scratch                                     # m = b1 m + (1 - b1) g
+    np.multiply(g, g, out=scratch)
+    scratch *= 1.0 - beta2
+    v *= beta2
+    v += scratch                                     # v = b2 v + (1 - b2) g^2
+    bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
+    step_size = lr * bias_correction2_sqrt / (1.0 - beta1 ** step)
+    np.sqrt(v, out=scratch)
+    scratch += eps * bias_correction2_sqrt
+    np.divide(m, scratch, out=scratch)
+    scratch *= step_size
+    return np.subtract(p, scratch, out=scratch), m, v

@@ -18,13 +18,13 @@ class TrainConfig:
     max_words: int = 10_000           # word tokenizer vocabulary size (plus <UNK>, <EOS>)
     cell: str = "lstm"                # lstm | gru | rnn
     embed: int = 64
-    hidden: int = 384
+    hidden: int = 256
     layers: int = 1
     dropout: float = 0.0
     tie_weights: bool = False
     seq_len: int = 64
     batch: int = 32
-    steps: int = 2000
+    steps: int = 3000
     lr: float = 3e-3
     optimizer: str = "adam"
     clip: float = 1.0                 # global-norm clipping; 0 disables
