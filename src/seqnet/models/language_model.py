@@ -200,9 +200,8 @@ class LanguageModel:
             raise ConfigError(f"num_samples: expected a positive integer, received {num_samples!r}")
         rng = np.random.default_rng(seed)
         prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
-        if prime_ids.shape[0] == 0:                    # no context: start from a uniformly drawn token
-            known = [k for k in range(tokenizer.vocab_size) if k != tokenizer.unk_id]
-            prime_ids = rng.choice(known, 1)
+        if prime_ids.shape[0] == 0:                    # no context: start as after a line end
+            prime_ids = self._line_start(tokenizer, rng)
         eos = tokenizer.eos_id if stop_at_eos else None
         # Run the whole prime at once, then feed one token at a time.
         logits, state, _ = self.forward(self._device_ids(np.repeat(prime_ids[:, None], num_samples, axis=1)),
@@ -226,6 +225,18 @@ class LanguageModel:
                 last, states = step(nxt, states)                          # feed it back
         return [self._decode_until_eos(np.concatenate([prime_ids, sampled[:, n]]), len(prime_ids), eos)
                 for n in range(num_samples)]
+
+    @staticmethod
+    def _line_start(tokenizer, rng: np.random.Generator) -> np.ndarray:
+        """The token that ends a line ("\\n", or <EOS> for words) when the vocabulary has one,
+        else a uniformly drawn known token."""
+        if tokenizer.eos_id is not None:
+            return np.array([tokenizer.eos_id], dtype=np.int64)
+        newline = tokenizer.encode("\n")
+        if newline.shape[0] == 1 and newline[0] != tokenizer.unk_id:
+            return newline
+        known = [k for k in range(tokenizer.vocab_size) if k != tokenizer.unk_id]
+        return rng.choice(known, 1)
 
     def _token_step(self, batch: int, budget: int):
         """A function (ids (B,) host ints, states) -> (logits (B, V) on the host, new states).

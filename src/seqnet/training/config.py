@@ -24,7 +24,7 @@ class TrainConfig:
     tie_weights: bool = False
     seq_len: int = 64
     batch: int = 32
-    steps: int = 3000
+    steps: int = 1600
     lr: float = 3e-3
     optimizer: str = "adam"
     clip: float = 1.0                 # global-norm clipping; 0 disables
@@ -36,12 +36,12 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     val_fraction: float = 0.02
-    eval_every: int = 500
+    eval_every: int = 400
     eval_batches: int = 20            # validation batches per evaluation (0 = the whole split)
-    sample_every: int = 500
+    sample_every: int = 400
     sample_length: int = 300
     log_every: int = 10               # steps between loss read-backs (host syncs)
-    checkpoint_every: int = 500
+    checkpoint_every: int = 400
     out: str | None = None
 
     def to_json(self) -> dict:
