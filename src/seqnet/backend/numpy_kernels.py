@@ -36,7 +36,8 @@ def _prepared_weight(w_hh: np.ndarray, kind: str, halve_rows: int = 0) -> np.nda
 
     Token-by-token generation calls the scan once per token; re-deriving this every call would
     copy the whole matrix per token. Parameters are never modified in place (optimizers and
-    load_state_dict assign new arrays), so an array that is still alive still holds the same values.
+    load_state_dict assign new arrays), so an array that is still alive still holds the same
+    values; the array is marked read-only to keep it that way.
     """
     key = (id(w_hh), kind)
     hit = _prepared.get(key)
@@ -48,6 +49,7 @@ def _prepared_weight(w_hh: np.ndarray, kind: str, halve_rows: int = 0) -> np.nda
     if len(_prepared) > 64:
         _prepared.clear()
     _prepared[key] = (weakref.ref(w_hh), prepared)
+    w_hh.flags.writeable = False          # an in-place write would leave the cached copy stale: make it fail
     return prepared
 
 
