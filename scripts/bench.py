@@ -84,7 +84,7 @@ def torch_setup(torch, cfg: dict, cell: str):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(modules.parameters(), CLIP)
         optimizer.step()
-        return float(loss)
+        return loss.item()
     return modules, step
 
 
