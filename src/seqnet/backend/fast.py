@@ -16,5 +16,6 @@ def register_fast_kernels(backend) -> None:
         backend.kernels.update({
             "scan_forward": numpy_kernels.scan_forward,
             "scan_backward": numpy_kernels.scan_backward,
+            "prepare_weight": numpy_kernels.prepare_weight,
             "adam_update": numpy_kernels.adam_update,
         })

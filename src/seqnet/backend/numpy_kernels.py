@@ -19,7 +19,6 @@ Shapes: T steps, B batch, H hidden, G gates.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,29 +27,35 @@ from ..cells import GRUCell, LSTMCell, RNNCell
 from ..layers import time_loop
 
 
-_prepared: dict[tuple[int, str], tuple[weakref.ref, np.ndarray]] = {}
+class PreparedWeight:
+    """W_hh with the forms the kernels derive from it computed once, for the many one-step scans
+    of token-by-token generation (made by :func:`prepare_weight` when a stepper is built)."""
+
+    def __init__(self, w_hh: np.ndarray):
+        self.w_hh = w_hh
+        self.forms: dict[str, np.ndarray] = {}
 
 
-def _prepared_weight(w_hh: np.ndarray, kind: str, halve_rows: int = 0) -> np.ndarray:
-    """C-contiguous W_hh^T (G*H, H), its first ``halve_rows`` rows halved, cached per weight array.
+def prepare_weight(w_hh):
+    """Override of :func:`seqnet.layers.time_loop.prepare_weight`."""
+    return PreparedWeight(w_hh)
 
-    Token-by-token generation calls the scan once per token; re-deriving this every call would
-    copy the whole matrix per token. Parameters are never modified in place (optimizers and
-    load_state_dict assign new arrays), so an array that is still alive still holds the same
-    values; the array is marked read-only to keep it that way.
-    """
-    key = (id(w_hh), kind)
-    hit = _prepared.get(key)
-    if hit is not None and hit[0]() is w_hh:
-        return hit[1]
-    prepared = np.array(w_hh.T, order="C")
+
+def _plain(w_hh):
+    return w_hh.w_hh if isinstance(w_hh, PreparedWeight) else w_hh
+
+
+def _transposed_weight(w_hh, kind: str, halve_rows: int = 0) -> np.ndarray:
+    """C-contiguous W_hh^T (G*H, H) with its first ``halve_rows`` rows halved; a fresh copy
+    (cheap next to a scan of many steps) unless ``w_hh`` is a PreparedWeight that holds it."""
+    if isinstance(w_hh, PreparedWeight) and kind in w_hh.forms:
+        return w_hh.forms[kind]
+    form = np.array(_plain(w_hh).T, order="C")
     if halve_rows:
-        prepared[:halve_rows] *= 0.5
-    if len(_prepared) > 64:
-        _prepared.clear()
-    _prepared[key] = (weakref.ref(w_hh), prepared)
-    w_hh.flags.writeable = False          # an in-place write would leave the cached copy stale: make it fail
-    return prepared
+        form[:halve_rows] *= 0.5
+    if isinstance(w_hh, PreparedWeight):
+        w_hh.forms[kind] = form
+    return form
 
 
 @dataclass
@@ -95,7 +100,7 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
     """xproj: (T, B, 4H); h, c: (H, B). Returns hs (T, B, H), final (h, c) (H, B), gates, extra."""
     steps, batch, width = xproj.shape
     hidden = width // 4
-    w_half = _prepared_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H), i/f/o rows halved
+    w_half = _transposed_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H), i/f/o rows halved
     gates, hs = _buffers(xproj, hidden, keep_tape)
     cs = np.empty((steps, hidden, batch), xproj.dtype) if keep_tape else np.empty((2, hidden, batch), xproj.dtype)
     tanh_cs = np.empty_like(cs) if keep_tape else np.empty((1, hidden, batch), xproj.dtype)
@@ -130,7 +135,7 @@ def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
     """xproj: (T, B, 3H) input projections (b_ih included); h: (H, B)."""
     steps, batch, width = xproj.shape
     hidden = width // 3
-    w_t = _prepared_weight(w_hh, "plain")             # (3H, H)
+    w_t = _transposed_weight(w_hh, "plain")             # (3H, H)
     bias = None if b_hh is None else b_hh[:, None]
     gates, hs = _buffers(xproj, hidden, keep_tape)
     hns = np.empty((steps if keep_tape else 1, hidden, batch), xproj.dtype)
@@ -165,7 +170,7 @@ def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
 
 def _rnn_forward(xproj, h, w_hh, relu, keep_tape, reverse):
     steps, batch, hidden = xproj.shape
-    w_t = _prepared_weight(w_hh, "plain")
+    w_t = _transposed_weight(w_hh, "plain")
     gates, hs = _buffers(xproj, hidden, keep_tape)
     h_bufs = np.empty((2, hidden, batch), xproj.dtype)
     for k, t in enumerate(_order(steps, reverse)):
@@ -188,7 +193,8 @@ def _supported(cell) -> bool:
 def scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, *, xp, keep_tape=True):
     """Override of :func:`seqnet.layers.time_loop.scan_forward` (same arguments and results)."""
     if masks is not None or not _supported(cell):
-        return time_loop.scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, xp=xp, keep_tape=keep_tape)
+        return time_loop.scan_forward(cell, xproj, state0, _plain(w_hh), b_hh, masks, reverse, xp=xp,
+                                      keep_tape=keep_tape)
     state_t = [np.ascontiguousarray(s.T) for s in state0]
     if isinstance(cell, LSTMCell):
         hs, final_t, gates, extra = _lstm_forward(xproj, *state_t, w_hh, keep_tape, reverse)

@@ -21,7 +21,7 @@ from ..cells import Cell, GRUCell, LSTMCell, RNNCell
 from ..errors import ConfigError, DTypeError, ShapeError, TapeConsumedError
 from .base import Layer
 from .dropout import check_dropout, dropout_mask
-from .time_loop import scan_backward, scan_forward
+from .time_loop import prepare_weight, scan_backward, scan_forward
 
 INITS = ("uniform", "orthogonal")
 
@@ -287,7 +287,9 @@ class Recurrent(Layer):
         """
         xp = self.backend.xp
         scan = self.backend.kernel("scan_forward", scan_forward)
-        units = [self._unit_params(self._suffix(layer, 0)) for layer in range(self.num_layers)]
+        prepare = self.backend.kernel("prepare_weight", prepare_weight)
+        units = [(w_ih, prepare(w_hh), proj_bias, b_hh) for w_ih, w_hh, proj_bias, b_hh in
+                 (self._unit_params(self._suffix(layer, 0)) for layer in range(self.num_layers))]
         cell = self.cell
 
         def step(x, states: list[tuple]):

@@ -27,6 +27,13 @@ class Tape:
         return xp.stack(self.h_prev)
 
 
+def prepare_weight(w_hh):
+    """W_hh in the form ``scan_forward`` takes, for many scans with the same weights (generation).
+
+    The reference needs nothing prepared; backends override this to precompute derived forms."""
+    return w_hh
+
+
 def scan_forward(cell: Cell, xproj, state0: tuple, w_hh, b_hh, masks: Sequence | None, reverse: bool, *, xp,
                  keep_tape: bool = True):
     """Run ``cell`` over time.
