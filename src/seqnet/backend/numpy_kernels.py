@@ -63,11 +63,11 @@ class BufferTape:
     """What a fast forward scan leaves for backward."""
 
     cell: object
-    gates: np.ndarray                 # (T, G*H, B) activations; overwritten with gradients by backward
+    gates: np.ndarray                 # (T, G*H, B) activations; backward overwrites them with d_xproj (T, B, G*H)
     hs: np.ndarray                    # (T, B, H) hidden state after each step (the layer's output)
     h0: np.ndarray                    # (B, H)
     reverse: bool
-    extra: dict = field(default_factory=dict)   # "c", "tanh_c" (T, H, B) and "c0" (H, B) (LSTM); "hn" (GRU)
+    extra: dict = field(default_factory=dict)   # "c" (T, H, B) and "c0" (H, B) (LSTM); "hn" (T, H, B) (GRU)
 
     def prev(self, seq: np.ndarray, first: np.ndarray, t: int) -> np.ndarray:
         """``seq``'s value before step t in processing order (``first`` before the first step)."""
@@ -103,7 +103,7 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
     w_half = _transposed_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H), i/f/o rows halved
     gates, hs = _buffers(xproj, hidden, keep_tape)
     cs = np.empty((steps, hidden, batch), xproj.dtype) if keep_tape else np.empty((2, hidden, batch), xproj.dtype)
-    tanh_cs = np.empty_like(cs) if keep_tape else np.empty((1, hidden, batch), xproj.dtype)
+    tanh_c = np.empty((hidden, batch), xproj.dtype)   # recomputed by backward rather than kept
     h_bufs = np.empty((2, hidden, batch), xproj.dtype)
     hh = np.empty((width, batch), xproj.dtype)
     ig = np.empty((hidden, batch), xproj.dtype)
@@ -119,7 +119,6 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
         ifo += 0.5                                                     # i, f, o = sigmoid(.), g = tanh(.)
         i, f, o, g = z[:hidden], z[hidden:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
         c_new = cs[t] if keep_tape else cs[k % 2]
-        tanh_c = tanh_cs[t] if keep_tape else tanh_cs[0]
         np.multiply(f, c, out=c_new)
         np.multiply(i, g, out=ig)
         c_new += ig                                                    # c' = f c + i g
@@ -128,7 +127,7 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
         np.multiply(o, tanh_c, out=h)                                  # h' = o tanh(c')
         hs[t] = h.T
         c = c_new
-    return hs, (h, c), gates, {"c": cs, "tanh_c": tanh_cs}
+    return hs, (h, c), gates, {"c": cs}
 
 
 def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
@@ -211,12 +210,13 @@ def scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, *, xp, keep_ta
 
 # -- backward -----------------------------------------------------------------------------
 def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
-    gates, cs, tanh_cs, c0 = tape.gates, tape.extra["c"], tape.extra["tanh_c"], tape.extra["c0"]
+    gates, cs, c0 = tape.gates, tape.extra["c"], tape.extra["c0"]
     steps, width, batch = gates.shape
     hidden = width // 4
-    d_xproj = np.empty((steps, batch, width), gates.dtype)
+    d_xproj = gates.reshape(steps, batch, width)     # each step's block is reused, batch-major
+    scratch = np.empty((width, batch), gates.dtype)
     dc_prev = np.empty_like(dc)
-    t1 = np.empty_like(dc)
+    t1, tanh_c = np.empty_like(dc), np.empty_like(dc)
     d_post = np.empty((3 * hidden, batch), gates.dtype)          # dL/d(i, f, o) after the sigmoid
     one_minus = np.empty_like(d_post)
     for t in _order(steps, tape.reverse, backward=True):
@@ -224,7 +224,8 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
             dh += d_hs[t].T
         a = gates[t]
         ifo, i, f, o, g = a[:3 * hidden], a[:hidden], a[hidden:2 * hidden], a[2 * hidden:3 * hidden], a[3 * hidden:]
-        c_prev, tanh_c = tape.prev(cs, c0, t), tanh_cs[t]
+        c_prev = tape.prev(cs, c0, t)
+        np.tanh(cs[t], out=tanh_c)
         np.multiply(tanh_c, tanh_c, out=t1)
         np.subtract(1, t1, out=t1)
         t1 *= o
@@ -242,7 +243,8 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
         ifo *= one_minus
         ifo *= d_post                                     # d (i, f, o)_pre = dL/d(.) s (1 - s)
         np.matmul(w_hh, a, out=dh)                        # dL/dh_prev = W_hh dz
-        d_xproj[t] = a.T
+        np.copyto(scratch, a)
+        d_xproj[t] = scratch.T                            # overwrites a: its block now holds dz batch-major
         dc, dc_prev = dc_prev, dc
     return (dh, dc), d_xproj, d_xproj
 
@@ -251,9 +253,9 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
     gates, hs, hns = tape.gates, tape.hs, tape.extra["hn"]
     steps, width, batch = gates.shape
     hidden = width // 3
-    d_xproj = np.empty((steps, batch, width), gates.dtype)
+    d_xproj = gates.reshape(steps, batch, width)     # each step's block is reused, batch-major
     d_hproj = np.empty_like(d_xproj)
-    dhp = np.empty((width, batch), gates.dtype)
+    dhp, scratch = np.empty((width, batch), gates.dtype), np.empty((width, batch), gates.dtype)
     dn, du, dr, tmp, direct = (np.empty_like(dh) for _ in range(5))
     for t in _order(steps, tape.reverse, backward=True):
         if d_hs is not None:
@@ -277,8 +279,8 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
         dr *= dn                                          # d r_pre = dn hn r (1 - r)
         np.multiply(dn, r, out=dhp[2 * hidden:])          # d hn = dn r
         dhp[:hidden], dhp[hidden:2 * hidden] = dr, du
-        r[...], u[...], n[...] = dr, du, dn               # d_xproj
-        d_xproj[t], d_hproj[t] = a.T, dhp.T
+        scratch[:hidden], scratch[hidden:2 * hidden], scratch[2 * hidden:] = dr, du, dn
+        d_xproj[t], d_hproj[t] = scratch.T, dhp.T         # overwrites a, no longer needed
         np.matmul(w_hh, dhp, out=dh)
         dh += direct
     return (dh,), d_xproj, d_hproj
@@ -287,19 +289,21 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
 def _rnn_backward(tape: BufferTape, d_hs, dh, w_hh):
     gates, hs = tape.gates, tape.hs
     relu = tape.cell.nonlinearity == "relu"
-    d_xproj = np.empty((gates.shape[0], gates.shape[2], gates.shape[1]), gates.dtype)
-    for t in _order(gates.shape[0], tape.reverse, backward=True):
+    steps, width, batch = gates.shape
+    d_xproj = gates.reshape(steps, batch, width)     # each step's block is reused, batch-major
+    scratch = np.empty((width, batch), gates.dtype)
+    for t in _order(steps, tape.reverse, backward=True):
         if d_hs is not None:
             dh += d_hs[t].T
-        da, h = gates[t], hs[t].T
+        h = hs[t].T
         if relu:
-            np.multiply(dh, h > 0, out=da)                # relu' = [h > 0]
+            np.multiply(dh, h > 0, out=scratch)           # relu' = [h > 0]
         else:
-            np.multiply(h, h, out=da)
-            np.subtract(1, da, out=da)
-            da *= dh                                      # tanh' = 1 - h^2
-        np.matmul(w_hh, da, out=dh)
-        d_xproj[t] = da.T
+            np.multiply(h, h, out=scratch)
+            np.subtract(1, scratch, out=scratch)
+            scratch *= dh                                 # tanh' = 1 - h^2
+        np.matmul(w_hh, scratch, out=dh)
+        d_xproj[t] = scratch.T
     return (dh,), d_xproj, d_xproj
 
 

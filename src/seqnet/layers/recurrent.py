@@ -351,6 +351,8 @@ class Recurrent(Layer):
                         grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + xp.sum(d_h2, axis=0)
                     d_in = xp.matmul(d_x2, xp.matrix_transpose(w_ih))
                     d_flat_input = d_in if d_flat_input is None else d_flat_input + d_in
+                    tapes[idx] = d_xproj = d_hproj = d_x2 = d_h2 = h_prev = None   # free memory as we go
+                layer_inputs[layer] = flat_input = None
                 d_layer_out = xp.reshape(d_flat_input, (steps, batch, -1))
                 if drops[layer] is not None:
                     d_layer_out = d_layer_out * drops[layer]
