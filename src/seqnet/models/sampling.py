@@ -45,11 +45,13 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, *, temperature: fl
     """One token id per row of ``logits`` (N, V): argmax if ``greedy``, else a draw from the filtered softmax."""
     if greedy:
         return np.argmax(logits, axis=-1)
-    if top_k is None and top_p is None:      # unfiltered: an unnormalised CDF is enough
+    if top_k is None and top_p is None:
+        # Gumbel-max: argmax(z / T + G), G ~ Gumbel(0, 1) i.i.d., is an exact draw from softmax(z / T).
         z = np.asarray(logits, dtype=np.float64)
-        probs = np.exp((z - z.max(axis=-1, keepdims=True)) / temperature)
-    else:
-        probs = next_token_probs(logits, temperature, top_k, top_p)
+        if temperature != 1.0:
+            z = z / temperature
+        return np.argmax(z + rng.gumbel(size=z.shape), axis=-1)
+    probs = next_token_probs(logits, temperature, top_k, top_p)
     cdf = np.cumsum(probs, axis=-1)
     u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)   # inverse-CDF draw
