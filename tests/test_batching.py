@@ -129,7 +129,7 @@ def test_too_large_batch_size_says_no_seq_len_fits():
     ("batch_size", {"batch_size": True, "seq_len": 2}),
 ])
 def test_rejects_non_positive_or_non_int_sizes(name, kwargs):
-    with pytest.raises(ConfigError, match=f"{name}: expected an integer >= 1"):
+    with pytest.raises(ConfigError, match=f"{name}: expected a positive integer"):
         StreamBatcher(np.arange(N), **kwargs)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import seqnet
 from seqnet import to_numpy
+from oracles import central_differences, recurrent_matrix
 
 EPS = 1e-6
 TOL = 1e-6
@@ -147,11 +148,7 @@ def check_gradients(problem: Problem, label: str, entries: int) -> float:
     return errors[worst]
 
 
-FULL_MATRIX = [
-    pytest.param(cell, layers, bidir, lengths,
-                 id=f"{cell}-L{layers}-{'bi' if bidir else 'uni'}-{'lengths' if lengths else 'full'}")
-    for cell in CELLS for layers in (1, 2) for bidir in (False, True) for lengths in (False, True)
-]
+FULL_MATRIX = recurrent_matrix(CELLS)
 
 
 @pytest.mark.parametrize("cell, num_layers, bidirectional, lengths", FULL_MATRIX)
@@ -212,18 +209,8 @@ def test_gradients_without_bias_and_partial_upstream():
 
         (_, _), backprop = lstm.forward(backend.asarray(x, "float64"), lengths=LENGTHS)
         dx, (dh0, dc0) = backprop(None, (backend.asarray(S, "float64"), None))
-        idx = np.arange(x.size)
-        flat = x.reshape(-1)
-        numeric = np.empty(x.size)
-        for i in idx:
-            orig = flat[i]
-            flat[i] = orig + EPS
-            plus = loss(x)
-            flat[i] = orig - EPS
-            minus = loss(x)
-            flat[i] = orig
-            numeric[i] = (plus - minus) / (2 * EPS)
-        err = _rel_error(to_numpy(dx).reshape(-1), numeric)
+        numeric = central_differences(loss, x, eps=EPS)
+        err = _rel_error(to_numpy(dx).reshape(-1), numeric.reshape(-1))
         ERRORS.append((err, "numpy lstm bias=False d_out=None dc_n=None [x]"))
         assert err < TOL
         assert dh0.shape == (2, B, H) and dc0.shape == (2, B, H)

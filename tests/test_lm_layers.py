@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
+from oracles import central_differences
 from seqnet import to_numpy
 from seqnet.layers import Embedding, Linear, embedding_backward, softmax_cross_entropy
 from seqnet.models import LanguageModel
@@ -21,19 +22,6 @@ EPS = 1e-6
 TOL = 1e-6
 
 
-def _numeric_grad(f, array: np.ndarray, entries=None) -> np.ndarray:
-    """Central differences of the scalar f(array) at ``entries`` (all when None); 0 elsewhere."""
-    grad = np.zeros_like(array)
-    indices = list(np.ndindex(array.shape)) if entries is None else entries
-    for idx in indices:
-        saved = array[idx]
-        array[idx] = saved + EPS
-        up = f(array)
-        array[idx] = saved - EPS
-        down = f(array)
-        array[idx] = saved
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -65,7 +53,7 @@ def test_embedding_forward_and_backward_with_repeated_ids(xb64):
         layer.load_state_dict({"weight": weight})
         return float(np.sum(to_numpy(layer(_ids(xb64, ids))) * upstream))
 
-    numeric = _numeric_grad(loss, table.copy())
+    numeric = central_differences(loss, table.copy())
     assert_close(xb64, analytic, numeric, rtol=TOL, atol=TOL)
     np.testing.assert_array_equal(numeric[[0, 2, 4]], 0.0)      # unseen ids get nothing
     np.testing.assert_allclose(to_numpy(analytic)[1], upstream[0, 0] + upstream[0, 1] + upstream[1, 1], atol=1e-12)
@@ -118,9 +106,9 @@ def test_linear_forward_and_backward(xb64):
             return float(np.sum(to_numpy(layer(xb64.asarray(inp, "float64"))) * upstream))
         return f
 
-    assert_close(xb64, dx, _numeric_grad(loss_of("x"), x.copy()), rtol=TOL, atol=TOL)
-    assert_close(xb64, grads["weight"], _numeric_grad(loss_of("weight"), public["weight"].copy()), rtol=TOL, atol=TOL)
-    assert_close(xb64, grads["bias"], _numeric_grad(loss_of("bias"), public["bias"].copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, dx, central_differences(loss_of("x"), x.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, grads["weight"], central_differences(loss_of("weight"), public["weight"].copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, grads["bias"], central_differences(loss_of("bias"), public["bias"].copy()), rtol=TOL, atol=TOL)
 
 
 def test_linear_tied_weight_returns_its_gradient(xb64):
@@ -140,7 +128,7 @@ def test_linear_tied_weight_returns_its_gradient(xb64):
         out, _ = layer.forward(xb64.asarray(x, "float64"), weight=xb64.asarray(w, "float64"))
         return float(np.sum(to_numpy(out) * upstream))
 
-    assert_close(xb64, d_w, _numeric_grad(loss, tied.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, d_w, central_differences(loss, tied.copy()), rtol=TOL, atol=TOL)
     assert_close(xb64, dx, upstream @ tied.T, rtol=1e-12, atol=1e-12)
     assert_close(xb64, layer.grads["weight"], np.zeros((3, 4)), rtol=0, atol=0)
     assert_close(xb64, layer.grads["bias"], upstream.sum(axis=0), rtol=1e-12, atol=1e-12)
@@ -168,8 +156,8 @@ def test_cross_entropy_value_and_gradient(xb64):
         value, _ = softmax_cross_entropy(xb64.asarray(z, "float64"), _ids(xb64, targets), xp=xb64.xp)
         return float(to_numpy(value))
 
-    assert_close(xb64, backprop(), _numeric_grad(f, logits.copy()), rtol=TOL, atol=TOL)
-    assert_close(xb64, backprop(2.5), 2.5 * _numeric_grad(f, logits.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, backprop(), central_differences(f, logits.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, backprop(2.5), 2.5 * central_differences(f, logits.copy()), rtol=TOL, atol=TOL)
 
 
 def test_cross_entropy_is_stable_for_huge_logits(xb64):
@@ -200,7 +188,7 @@ def test_cross_entropy_mask_ignores_padding(xb64):
         return float(to_numpy(value))
 
     grad = backprop()
-    assert_close(xb64, grad, _numeric_grad(f, logits.copy()), rtol=TOL, atol=TOL)
+    assert_close(xb64, grad, central_differences(f, logits.copy()), rtol=TOL, atol=TOL)
     np.testing.assert_array_equal(to_numpy(grad)[~mask], 0.0)
     garbage = logits.copy()
     garbage[~mask] = 1e4                                   # padded positions may hold anything
@@ -242,7 +230,7 @@ def test_language_model_gradients_by_finite_differences(xb64, cell, tie):
             model.set_params({name: xb64.asarray(perturbed, "float64")})
             return float(to_numpy(model.loss(inp, tgt)[0]))
 
-        numeric = _numeric_grad(f, value.copy(), entries)
+        numeric = central_differences(f, value.copy(), entries)
         model.set_params({name: xb64.asarray(value, "float64")})
         picked = tuple(np.asarray(entries).T)
         np.testing.assert_allclose(analytic[name][picked], numeric[picked], rtol=1e-5, atol=1e-8, err_msg=name)

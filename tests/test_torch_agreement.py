@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 
 import seqnet  # noqa: E402
 from conftest import assert_close  # noqa: E402
+from oracles import recurrent_matrix  # noqa: E402
 from seqnet import to_numpy  # noqa: E402
 
 T, B, I, H = 5, 3, 4, 3
@@ -108,11 +109,7 @@ def check_agreement(backend, cell, num_layers, bidirectional, lengths, batch_fir
         _compare(backend, dtype_name, f"{label} grad {k}", g, module.get_parameter(k).grad)
 
 
-MATRIX = [
-    pytest.param(cell, layers, bidir, lengths,
-                 id=f"{cell}-L{layers}-{'bi' if bidir else 'uni'}-{'lengths' if lengths else 'full'}")
-    for cell in CELLS for layers in (1, 2) for bidir in (False, True) for lengths in (False, True)
-]
+MATRIX = recurrent_matrix(CELLS)
 
 
 @pytest.mark.parametrize("cell, num_layers, bidirectional, lengths", MATRIX)

@@ -1,4 +1,4 @@
-"""Exceptions raised by seqnet.
+"""Exceptions raised by seqnet, and the argument check most constructors share.
 
 Each is a subclass of the built-in exception a caller would expect (ValueError,
 TypeError, RuntimeError), so ``except ValueError`` keeps working, while
@@ -44,3 +44,12 @@ class NonFiniteLossError(SeqnetError, FloatingPointError):
 
 class TapeConsumedError(SeqnetError, RuntimeError):
     """A backprop closure was called a second time for the same forward pass."""
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int; ConfigError naming ``name`` unless it is an integer (not a bool) >= 1."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name}: expected a positive integer, received {value!r}")
+    return int(value)

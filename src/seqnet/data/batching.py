@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from seqnet.data._validate import check_positive_int
+from seqnet.errors import check_positive_int
 from seqnet.errors import ConfigError, CorpusError, DTypeError, ShapeError
 
 Batch = tuple[np.ndarray, np.ndarray]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqnet.data._validate import check_positive_int
+from seqnet.errors import check_positive_int
 from seqnet.data.stdlib import python_stdlib_files
 from seqnet.data.tokenizers import Tokenizer
 from seqnet.errors import ConfigError, CorpusError

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from seqnet.data._validate import check_positive_int
+from seqnet.errors import check_positive_int
 from seqnet.errors import ConfigError
 
 UNK = "<UNK>"

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import check_array
-from ..errors import ConfigError, DTypeError, ShapeError
+from ..errors import DTypeError, ShapeError, check_positive_int
 from .base import Layer
 
 # One-hot chunks of at most this many elements bound the reference backward's memory.
@@ -35,10 +35,8 @@ class Embedding(Layer):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype: Any = None, seed: int | None = None):
         super().__init__(dtype)
-        for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}: expected a positive integer, received {value!r}")
-        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.num_embeddings = check_positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         rng = np.random.default_rng(seed)
         self._init_params({"weight": rng.standard_normal((self.num_embeddings, self.embedding_dim))})
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import check_positive_int
 from .base import Layer
 
 
@@ -15,10 +15,8 @@ class Linear(Layer):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None, seed: int | None = None):
         super().__init__(dtype)
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}: expected a positive integer, received {value!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.in_features)
         params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features))}

@@ -18,18 +18,12 @@ import numpy as np
 from ..backend import check_array, to_numpy
 from ..backend.registry import _array_library
 from ..cells import Cell, GRUCell, LSTMCell, RNNCell
-from ..errors import ConfigError, DTypeError, ShapeError, TapeConsumedError
+from ..errors import ConfigError, DTypeError, ShapeError, TapeConsumedError, check_positive_int
 from .base import Layer
 from .dropout import check_dropout, dropout_mask
 from .time_loop import prepare_weight, scan_backward, scan_forward
 
 INITS = ("uniform", "orthogonal")
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, received {value!r}")
-    return int(value)
 
 
 class Recurrent(Layer):
@@ -56,9 +50,9 @@ class Recurrent(Layer):
     ):
         super().__init__(dtype)
         self.cell = cell
-        self.input_size = _check_positive_int(input_size, "input_size")
-        self.hidden_size = _check_positive_int(hidden_size, "hidden_size")
-        self.num_layers = _check_positive_int(num_layers, "num_layers")
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = check_dropout(dropout)
