@@ -11,7 +11,7 @@ the input projection of all timesteps is one (T*B, I) @ (I, G*H) matmul.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

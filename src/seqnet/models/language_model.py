@@ -166,7 +166,8 @@ class LanguageModel:
             raise ConfigError("tokenizer: this model has no tokenizer; set model.tokenizer or load it from a run directory")
         return self.tokenizer
 
-    def _device_ids(self, host_ids: np.ndarray):
+    def device_ids(self, host_ids: np.ndarray):
+        """Host token ids (any integer array) as an int64 array on this model's backend."""
         return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
 
     def score(self, text: str) -> dict:
@@ -179,7 +180,7 @@ class LanguageModel:
         ids = self._require_tokenizer().encode(text)
         if ids.shape[0] < 2:
             raise ConfigError(f"text: expected at least 2 tokens to score, received {ids.shape[0]}")
-        loss, _ = self.loss(self._device_ids(ids[:-1, None]), self._device_ids(ids[1:, None]))
+        loss, _ = self.loss(self.device_ids(ids[:-1, None]), self.device_ids(ids[1:, None]))
         nats = float(to_numpy(loss))
         count = ids.shape[0] - 1
         return {"log_prob": -nats * count, "bits_per_token": nats / math.log(2), "tokens": count}
@@ -204,7 +205,7 @@ class LanguageModel:
             prime_ids = self._line_start(tokenizer, rng)
         eos = tokenizer.eos_id if stop_at_eos else None
         # Run the whole prime at once, then feed one token at a time.
-        logits, state, _ = self.forward(self._device_ids(np.repeat(prime_ids[:, None], num_samples, axis=1)),
+        logits, state, _ = self.forward(self.device_ids(np.repeat(prime_ids[:, None], num_samples, axis=1)),
                                         None, training=False)
         last = to_numpy(logits[-1, ...])                                  # (N, V) on the host
         step = self._token_step(num_samples, length)
@@ -255,8 +256,7 @@ class LanguageModel:
         rnn_step = self.rnn.stepper(projected=projected)
 
         def step(ids: np.ndarray, states):
-            device_ids = self._device_ids(ids)
-            x = xp.take(table if projected else emb, device_ids, axis=0)
+            x = xp.take(table if projected else emb, self.device_ids(ids), axis=0)
             h, states = rnn_step(x, states)
             logits = xp.matmul(h, dec_w)
             return to_numpy(logits if dec_b is None else logits + dec_b), states

@@ -21,8 +21,8 @@ from ..backend import backend as backend_context
 from ..backend import to_numpy
 from ..data import StreamBatcher, encode_corpus, iter_eval_batches, load_token_ids, make_tokenizer
 from ..data import resolve_corpus, split_train_val, tokenizer_from_json
-from ..data.corpus import iter_byte_chunks, iter_text_chunks
-from ..errors import ConfigError, NonFiniteLossError
+from ..data.corpus import iter_text_chunks
+from ..errors import NonFiniteLossError
 from ..models import LanguageModel
 from .checkpoint import has_checkpoint, load_checkpoint, rng_from_json, rng_to_json, save_checkpoint
 from .clipping import clip_grad_norm, clip_grad_value
@@ -60,7 +60,7 @@ def evaluate_nats(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: in
     for k, (inputs, targets) in enumerate(iter_eval_batches(ids, batch, seq_len)):
         if max_batches and k >= max_batches:
             break
-        loss, state = model.loss(model._device_ids(inputs), model._device_ids(targets), state)
+        loss, state = model.loss(model.device_ids(inputs), model.device_ids(targets), state)
         tokens = inputs.shape[0] * inputs.shape[1]
         total = loss * tokens if total is None else total + loss * tokens
         count += tokens
@@ -75,7 +75,7 @@ def train_step(model: LanguageModel, optimizer, inputs: np.ndarray, targets: np.
     Nothing is read back to the host: clipping is computed on the device.
     """
     xp = model.backend.xp
-    loss, carry = model.loss_and_grads(model._device_ids(inputs), model._device_ids(targets), carry)
+    loss, carry = model.loss_and_grads(model.device_ids(inputs), model.device_ids(targets), carry)
     grads = model.param_grads
     if clip_value > 0:
         clip_grad_value(grads, clip_value, xp=xp)
