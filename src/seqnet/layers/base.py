@@ -28,9 +28,14 @@ class Layer:
     # -- parameters -------------------------------------------------------------------
     def _init_params(self, host_params: dict[str, np.ndarray]) -> None:
         """Install host (public-layout) arrays as parameters on this layer's backend."""
+        xp = self.backend.xp
         self.params = {}
         for name, value in host_params.items():
-            self.params[name] = self._to_internal(name, self.backend.asarray(value, self.dtype_name))
+            internal = self._to_internal(name, self.backend.asarray(value, self.dtype_name))
+            # A row-major copy, not a transposed view: the layout matches what optimizer steps
+            # produce, so BLAS rounds the same whether a parameter was just built, loaded or updated
+            # (a resumed run then follows the uninterrupted one bit for bit).
+            self.params[name] = xp.reshape(xp.reshape(internal, (-1,)), tuple(internal.shape))
         self.zero_grad()
 
     def zero_grad(self) -> None:

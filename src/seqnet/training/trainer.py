@@ -129,12 +129,6 @@ class Trainer:
         trainer._open_data(resolve_corpus(config.corpus))
         trainer.model = build_model(config, trainer.tokenizer.vocab_size, trainer.tokenizer)
         trainer.model.load_state_dict(ckpt.weights)
-        # Loaded weights are transposed views (column-major); after an optimizer step they are
-        # row-major. BLAS rounds differently per layout, so copy them row-major now, or the
-        # resumed run drifts from the uninterrupted one in the last bits.
-        xp = trainer.model.backend.xp
-        trainer.model.set_params({k: xp.reshape(xp.reshape(v, (-1,)), tuple(v.shape))
-                                  for k, v in trainer.model.params.items()})
         trainer.model.rng.bit_generator.state = rng_from_json(ckpt.rng_state).bit_generator.state
         backend = trainer.model.backend
         arrays = {k: v for k, v in ckpt.optimizer_arrays.items() if not k.startswith(CARRY_PREFIX)}
