@@ -10,21 +10,21 @@ from .registry import Backend, _array_library, _dtype_to_name, describe_array
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """A host numpy copy of ``x``, whichever backend or device it lives on."""
+    """A host numpy copy of ``x`` (C-contiguous), whichever backend or device it lives on."""
     if type(x) is np.ndarray:
         return x.copy()
     lib = _array_library(x)
     if lib == "numpy":
-        return np.array(x, copy=True)
+        return np.array(x, copy=True, order="C")
     if lib == "torch":
         return x.detach().cpu().numpy().copy()
     if lib == "cupy":
-        return x.get()
+        return np.ascontiguousarray(x.get())
     if lib == "array_api_strict":
         import array_api_strict
 
-        return np.array(x.to_device(array_api_strict.Device("CPU_DEVICE")), copy=True)
-    return np.array(x, copy=True)
+        return np.array(x.to_device(array_api_strict.Device("CPU_DEVICE")), copy=True, order="C")
+    return np.array(x, copy=True, order="C")
 
 
 def check_array(backend: Backend, x: Any, name: str, *, ndim: int | None = None, dtype: Any = None):
