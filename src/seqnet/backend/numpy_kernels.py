@@ -75,12 +75,17 @@ class BufferTape:
             return first if t == seq.shape[0] - 1 else seq[t + 1]
         return first if t == 0 else seq[t - 1]
 
-    def stacked_h_prev(self, xp) -> np.ndarray:
-        """(T, B, H): the hidden state fed into each step."""
-        h0 = self.h0[None, ...]
-        if self.reverse:
-            return np.concatenate([self.hs[1:], h0], axis=0)
-        return np.concatenate([h0, self.hs[:-1]], axis=0)
+    def h_prev_product(self, d: np.ndarray, xp=None) -> np.ndarray:
+        """sum over t of h_prev[t]^T @ d[t]: d (T, B, K) -> (H, K), read from ``hs`` in place
+        (steps 1.. of the scan take the previous output; the first takes h0)."""
+        steps, _, width = d.shape
+        hidden = self.hs.shape[-1]
+        first = steps - 1 if self.reverse else 0
+        product = self.h0.T @ d[first]
+        if steps > 1:
+            inner_h, inner_d = (self.hs[1:], d[:-1]) if self.reverse else (self.hs[:-1], d[1:])
+            product += inner_h.reshape(-1, hidden).T @ inner_d.reshape(-1, width)
+        return product
 
 
 def _order(steps: int, reverse: bool, backward: bool = False) -> range:
@@ -254,7 +259,7 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
     steps, width, batch = gates.shape
     hidden = width // 3
     d_xproj = gates.reshape(steps, batch, width)     # each step's block is reused, batch-major
-    d_hproj = np.empty_like(d_xproj)
+    d_hn = hns.reshape(steps, batch, hidden)         # likewise: hn's block becomes d hn = dn r
     dhp, scratch = np.empty((width, batch), gates.dtype), np.empty((width, batch), gates.dtype)
     dn, du, dr, tmp, direct = (np.empty_like(dh) for _ in range(5))
     for t in _order(steps, tape.reverse, backward=True):
@@ -280,10 +285,11 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
         np.multiply(dn, r, out=dhp[2 * hidden:])          # d hn = dn r
         dhp[:hidden], dhp[hidden:2 * hidden] = dr, du
         scratch[:hidden], scratch[hidden:2 * hidden], scratch[2 * hidden:] = dr, du, dn
-        d_xproj[t], d_hproj[t] = scratch.T, dhp.T         # overwrites a, no longer needed
+        d_xproj[t], d_hn[t] = scratch.T, dhp[2 * hidden:].T   # overwrite a and hn, no longer needed
         np.matmul(w_hh, dhp, out=dh)
         dh += direct
-    return (dh,), d_xproj, d_hproj
+    # d_hproj equals d_xproj but for the n block: returned as column blocks, not a (T, B, 3H) copy.
+    return (dh,), d_xproj, (d_xproj[..., :2 * hidden], d_hn)
 
 
 def _rnn_backward(tape: BufferTape, d_hs, dh, w_hh):

@@ -52,8 +52,9 @@ class Cell:
         """
         raise NotImplementedError
 
-    def hidden_weight_grad(self, h_prev, tape: Any, d_hproj, *, xp):
-        """dL/dW_hh (H, G*H) from all steps at once: ``h_prev`` (N, H), ``d_hproj`` (N, G*H), N = T*B.
+    def hidden_weight_grad(self, tape: Any, d_hproj, *, xp):
+        """dL/dW_hh (H, G*H) from all steps at once; ``d_hproj`` (T, B, G*H).
 
-        ``tape`` is what the forward scan recorded (its ``caches`` hold each step's cache)."""
-        return xp.matmul(xp.matrix_transpose(h_prev), d_hproj)
+        ``tape`` is what the forward scan recorded: ``tape.h_prev_product(d, xp)`` is
+        sum_t h_prev[t]^T d[t], and the reference tape's ``caches`` hold each step's cache."""
+        return tape.h_prev_product(d_hproj, xp)

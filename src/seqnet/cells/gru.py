@@ -65,13 +65,13 @@ class GRUCell(Cell):
             dh_prev = dh * z + d_rh * r + xp.matmul(d_rz, xp.matrix_transpose(w_hh[:, : 2 * hidden]))
         return (dh_prev,), d_xproj, d_hproj
 
-    def hidden_weight_grad(self, h_prev, tape, d_hproj, *, xp):
+    def hidden_weight_grad(self, tape, d_hproj, *, xp):
         if self.reset_after:
-            return super().hidden_weight_grad(h_prev, tape, d_hproj, xp=xp)
+            return super().hidden_weight_grad(tape, d_hproj, xp=xp)
         # Columns of W_hn multiply r * h, not h.
-        hidden = h_prev.shape[-1]
+        hidden = d_hproj.shape[-1] // 3
         rh = xp.reshape(xp.stack([cache[3] for cache in tape.caches]), (-1, hidden))
         return xp.concat([
-            xp.matmul(xp.matrix_transpose(h_prev), d_hproj[:, : 2 * hidden]),
-            xp.matmul(xp.matrix_transpose(rh), d_hproj[:, 2 * hidden :]),
+            tape.h_prev_product(d_hproj[..., : 2 * hidden], xp),
+            xp.matmul(xp.matrix_transpose(rh), xp.reshape(d_hproj[..., 2 * hidden :], (-1, hidden))),
         ], axis=1)

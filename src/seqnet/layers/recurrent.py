@@ -21,7 +21,7 @@ from ..cells import Cell, GRUCell, LSTMCell, RNNCell
 from ..errors import ConfigError, DTypeError, ShapeError, TapeConsumedError, check_positive_int
 from .base import Layer
 from .dropout import check_dropout, dropout_mask
-from .time_loop import prepare_weight, scan_backward, scan_forward
+from .time_loop import hidden_param_grads, prepare_weight, scan_backward, scan_forward
 
 INITS = ("uniform", "orthogonal")
 
@@ -334,18 +334,17 @@ class Recurrent(Layer):
                     d_states0[idx], d_xproj, d_hproj = backward_scan(
                         self.cell, tapes[idx], d_hs, d_finals[idx], w_hh, masks, xp=xp)
                     d_x2 = xp.reshape(d_xproj, (steps * batch, -1))
-                    d_h2 = d_x2 if d_hproj is d_xproj else xp.reshape(d_hproj, (steps * batch, -1))
-                    h_prev = xp.reshape(tapes[idx].stacked_h_prev(xp), (steps * batch, hidden))
                     grads = self.param_grads
+                    d_w_hh, d_b_hh = hidden_param_grads(self.cell, tapes[idx], d_hproj, xp=xp, bias=self.bias)
+                    grads["weight_hh" + sfx] = grads["weight_hh" + sfx] + d_w_hh
                     grads["weight_ih" + sfx] = grads["weight_ih" + sfx] + xp.matmul(xp.matrix_transpose(flat_input), d_x2)
-                    grads["weight_hh" + sfx] = grads["weight_hh" + sfx] + self.cell.hidden_weight_grad(
-                        h_prev, tapes[idx], d_h2, xp=xp)
                     if self.bias:
                         grads["bias_ih" + sfx] = grads["bias_ih" + sfx] + xp.sum(d_x2, axis=0)
-                        grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + xp.sum(d_h2, axis=0)
+                        grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + d_b_hh
+                    tapes[idx] = d_hproj = d_w_hh = None                          # free memory as we go
                     d_in = xp.matmul(d_x2, xp.matrix_transpose(w_ih))
                     d_flat_input = d_in if d_flat_input is None else d_flat_input + d_in
-                    tapes[idx] = d_xproj = d_hproj = d_x2 = d_h2 = h_prev = None   # free memory as we go
+                    d_xproj = d_x2 = None
                 layer_inputs[layer] = flat_input = None
                 d_layer_out = xp.reshape(d_flat_input, (steps, batch, -1))
                 if drops[layer] is not None:

@@ -22,9 +22,11 @@ class Tape:
     h_prev: list          # h_prev[t]: hidden state fed into step t, (B, H)
     reverse: bool
 
-    def stacked_h_prev(self, xp):
-        """(T, B, H): the hidden state fed into each step."""
-        return xp.stack(self.h_prev)
+    def h_prev_product(self, d, xp):
+        """sum over t of h_prev[t]^T @ d[t]: d (T, B, K) -> (H, K) (the hidden weight's gradient)."""
+        h_prev = xp.stack(self.h_prev)
+        hidden, width = h_prev.shape[-1], d.shape[-1]
+        return xp.matmul(xp.matrix_transpose(xp.reshape(h_prev, (-1, hidden))), xp.reshape(d, (-1, width)))
 
 
 def prepare_weight(w_hh):
@@ -64,7 +66,9 @@ def scan_backward(cell: Cell, tape: Tape, d_hs, d_final: tuple, w_hh, masks: Seq
 
     d_hs: None or (T, B, H), gradient w.r.t. the hidden state emitted at each step
     (already zero at padded steps); d_final: tuple of (B, H), gradient w.r.t. the final state.
-    Returns (d_state0 tuple, d_xproj (T, B, G*H), d_hproj (T, B, G*H)).
+    Returns (d_state0 tuple, d_xproj (T, B, G*H), d_hproj (T, B, G*H)). ``d_hproj`` is
+    ``d_xproj`` itself where the two are equal; an override may also return it as a tuple of
+    column blocks that concatenate to it (see :func:`hidden_param_grads`).
     """
     steps = len(tape.caches)
     order = range(steps) if tape.reverse else range(steps - 1, -1, -1)
@@ -83,3 +87,16 @@ def scan_backward(cell: Cell, tape: Tape, d_hs, d_final: tuple, w_hh, masks: Seq
     d_xproj = xp.stack(d_x)
     d_hproj = d_xproj if d_h[0] is d_x[0] else xp.stack(d_h)
     return d_state, d_xproj, d_hproj
+
+
+def hidden_param_grads(cell: Cell, tape, d_hproj, *, xp, bias: bool):
+    """dL/dW_hh (H, G*H) and dL/db_hh (G*H,) (None without ``bias``) from scan_backward's ``d_hproj``.
+
+    d_hproj: (T, B, G*H), or a tuple of (T, B, K) column blocks (only for cells that keep
+    the base ``hidden_weight_grad``, where W_hh multiplies h_prev directly).
+    """
+    if not isinstance(d_hproj, tuple):
+        d_w = cell.hidden_weight_grad(tape, d_hproj, xp=xp)
+        return d_w, (xp.sum(d_hproj, axis=(0, 1)) if bias else None)
+    d_w = xp.concat([tape.h_prev_product(block, xp) for block in d_hproj], axis=1)
+    return d_w, (xp.concat([xp.sum(block, axis=(0, 1)) for block in d_hproj]) if bias else None)
