@@ -43,6 +43,19 @@ def test_x_wrong_feature_size(rnn):
         rnn(_x((T, B, 5)))
 
 
+def test_input_table_checks(lstm):
+    with seqnet.backend("numpy"):
+        ids, table = np.zeros((T, B), dtype=np.int64), _x((5, 4 * H))
+        with pytest.raises(ShapeError, match=r"input_table: expected shape \(V, 8\) .*received \(5, 3\)"):
+            lstm(ids, input_table=_x((5, 3)))
+        with pytest.raises(DTypeError, match="x: expected integer token ids .*received dtype float32"):
+            lstm(_x((T, B)), input_table=table)
+        with pytest.raises(ShapeError, match=r"x: expected a 2-D array, received shape \(4, 3, 1\)"):
+            lstm(ids[..., None], input_table=table)
+        with pytest.raises(ConfigError, match="input_table: needs a unidirectional layer"):
+            seqnet.GRU(I, H, bidirectional=True, seed=0)(ids, input_table=_x((5, 3 * H)))
+
+
 def test_x_empty(rnn):
     with pytest.raises(ShapeError, match=r"at least one timestep"):
         rnn(_x((0, B, I)))

@@ -160,3 +160,18 @@ def test_adam_override_matches_reference(xb64, weight_decay):
         for a, b in zip(got, want):
             np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-14, atol=1e-15)
         p, m, v = want
+
+
+def test_embedding_backward_override_matches_reference(xb64):
+    """Per-id row sums: repeated ids, ids never seen, ids in any order, a single row."""
+    from seqnet.layers.embedding import embedding_backward
+
+    kernel = xb64.kernel("embedding_backward", embedding_backward)
+    rng = np.random.default_rng(3)
+    for ids in ([4, 0, 4, 4, 9, 0, 2, 4, 9], [7], list(range(10))[::-1]):
+        host = np.asarray(ids, dtype=np.int64)
+        d_out = rng.standard_normal((host.shape[0], 5))
+        ids_dev, d_dev = xb64.asarray(host, "int64"), xb64.asarray(d_out, "float64")
+        got, want = kernel(ids_dev, d_dev, 10, xp=xb64.xp), embedding_backward(ids_dev, d_dev, 10, xp=xb64.xp)
+        assert xb64.owns(got)
+        np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-13, atol=1e-14)

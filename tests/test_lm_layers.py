@@ -17,6 +17,7 @@ from oracles import central_differences
 from seqnet import to_numpy
 from seqnet.layers import Embedding, Linear, embedding_backward, softmax_cross_entropy
 from seqnet.models import LanguageModel
+from seqnet.models import language_model
 
 EPS = 1e-6
 TOL = 1e-6
@@ -201,6 +202,21 @@ V, E, H, T, B = 6, 3, 3, 4, 2
 MODEL_CASES = [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True)]
 
 
+@pytest.fixture(params=["looked-up", "multiplied"])
+def input_projection(request, monkeypatch):
+    """Both ways of computing layer 0's input projection: looked up in the folded (V, G*H)
+    table (the embedding layer is then never run), or embedding lookup then matmul."""
+    if request.param == "looked-up":
+        monkeypatch.setattr(language_model, "FOLD_MIN_EMBED", 1)
+
+        def refuse(self, ids):
+            raise AssertionError("the folded path must not run the embedding layer")
+        monkeypatch.setattr(Embedding, "forward", refuse)
+    else:
+        monkeypatch.setattr(language_model, "FOLD_MIN_EMBED", 10 ** 9)
+    return request.param
+
+
 def _batch(seed=7, steps=T):
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, V, (steps + 1, B))
@@ -208,7 +224,7 @@ def _batch(seed=7, steps=T):
 
 
 @pytest.mark.parametrize("cell,tie", MODEL_CASES, ids=[f"{c}{'-tied' if t else ''}" for c, t in MODEL_CASES])
-def test_language_model_gradients_by_finite_differences(xb64, cell, tie):
+def test_language_model_gradients_by_finite_differences(xb64, cell, tie, input_projection):
     embed = H if tie else E
     model = LanguageModel(V, embed, H, num_layers=1, cell=cell, dropout=0.0, tie_weights=tie, dtype="float64", seed=3)
     inputs, targets = _batch()
@@ -237,7 +253,7 @@ def test_language_model_gradients_by_finite_differences(xb64, cell, tie):
         assert xb64.owns(model.param_grads[name])
 
 
-def test_lstm_language_model_agrees_with_torch(xb64):
+def test_lstm_language_model_agrees_with_torch(xb64, input_projection):
     torch = pytest.importorskip("torch")
     model = LanguageModel(V, E, H, num_layers=2, cell="lstm", dtype="float64", seed=4)
     state = {k: torch.tensor(to_numpy(v)) for k, v in model.state_dict().items()}
@@ -263,6 +279,36 @@ def test_lstm_language_model_agrees_with_torch(xb64):
         assert set(mine) == set(theirs), prefix
         for name, param in theirs.items():
             assert_close(xb64, mine[name], param.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=f"{prefix}.{name}")
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_input_table_matches_the_layer_input(xb64, batch_first):
+    """Recurrent(input_table=E @ W_ih^T + bias) fed ids equals the plain layer fed E[ids]; its
+    dx is the gradient w.r.t. the looked-up projections (so dx @ W_ih is the plain layer's dx)."""
+    from seqnet.layers import GRU
+
+    rng = np.random.default_rng(11)
+    layer = GRU(3, 4, num_layers=2, batch_first=batch_first, dtype="float64", seed=2)
+    emb, ids = rng.standard_normal((6, 3)), rng.integers(0, 6, (5, 2))
+    d_out = rng.standard_normal((5, 2, 4))
+    w_ih = to_numpy(layer.state_dict()["weight_ih_l0"])                 # (3H, I), PyTorch layout
+    table = emb @ w_ih.T + to_numpy(layer.projection_bias(0))
+
+    (out, h_n), back = layer.forward(xb64.asarray(emb[ids], "float64"))
+    dx, _ = back(xb64.asarray(d_out, "float64"))
+    plain = {k: to_numpy(v) for k, v in layer.grads.items()}
+    layer.zero_grad()
+    (out_t, h_n_t), back_t = layer.forward(_ids(xb64, ids), input_table=xb64.asarray(table, "float64"))
+    d_proj, _ = back_t(xb64.asarray(d_out, "float64"))
+    assert tuple(d_proj.shape) == ids.shape + (12,)
+    assert_close(xb64, out_t, to_numpy(out), rtol=1e-12, atol=1e-12)
+    assert_close(xb64, h_n_t, to_numpy(h_n), rtol=1e-12, atol=1e-12)
+    assert_close(xb64, dx, to_numpy(d_proj) @ w_ih, rtol=1e-12, atol=1e-12)
+    for name, grad in layer.grads.items():
+        if name == "weight_ih_l0":                                      # the caller's to compute
+            np.testing.assert_array_equal(to_numpy(grad), 0.0)
+        else:
+            assert_close(xb64, grad, plain[name], rtol=1e-12, atol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -18,4 +18,5 @@ def register_fast_kernels(backend) -> None:
             "scan_backward": numpy_kernels.scan_backward,
             "prepare_weight": numpy_kernels.prepare_weight,
             "adam_update": numpy_kernels.adam_update,
+            "embedding_backward": numpy_kernels.embedding_backward,
         })

@@ -327,6 +327,21 @@ def scan_backward(cell, tape, d_hs, d_final, w_hh, masks, *, xp):
     return tuple(np.ascontiguousarray(d.T) for d in d_state0), d_xproj, d_hproj
 
 
+# -- embedding -----------------------------------------------------------------------------
+def embedding_backward(ids, d_out, vocab_size: int, *, xp):
+    """Override of :func:`seqnet.layers.embedding.embedding_backward`: the rows of ``d_out``
+    (N, K) are grouped by id with one stable sort and summed group by group, a pass over
+    memory instead of the reference's (N, V) one-hot product."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.diff(sorted_ids, prepend=sorted_ids[:1] - 1))
+    stops = np.append(starts[1:], ids.shape[0])
+    grad = np.zeros((vocab_size, d_out.shape[-1]), d_out.dtype)
+    for start, stop in zip(starts.tolist(), stops.tolist()):
+        np.sum(d_out[order[start:stop]], axis=0, out=grad[sorted_ids[start]])
+    return grad
+
+
 # -- optimizer ------------------------------------------------------------------------------
 def adam_update(p, g, m, v, *, lr, beta1, beta2, eps, step, weight_decay, xp):
     """Override of :func:`seqnet.training.optimizers.adam_update`: the moments are updated in

@@ -31,6 +31,12 @@ class Recurrent(Layer):
 
     Training: ``(out, h_n), backprop = layer.forward(x, hx, lengths)`` then
     ``dx, dhx = backprop(d_out, d_h_n)``; parameter gradients accumulate in ``grads``.
+
+    ``input_table`` (V, G*H) (unidirectional stacks) makes x token ids (T, B) whose layer-0
+    input projection (``input @ weight_ih_l0^T`` plus :meth:`projection_bias`) is looked up in
+    the table. backprop then returns the gradient w.r.t. those projections (T, B, G*H) and
+    leaves ``weight_ih_l0``'s gradient to the caller (a language model whose table is its
+    embedding times ``weight_ih_l0^T``).
     """
 
     def __init__(
@@ -131,7 +137,9 @@ class Recurrent(Layer):
         return shapes
 
     # -- input checking ---------------------------------------------------------------
-    def _check_input(self, x):
+    def _check_input(self, x, input_table=None):
+        if input_table is not None:
+            return self._check_ids_and_table(x, input_table)
         x = check_array(self.backend, x, "x", ndim=3, dtype=self.dtype_name)
         if x.shape[-1] != self.input_size:
             raise ShapeError(f"x: expected feature size (last dim) {self.input_size}, received shape {tuple(x.shape)}")
@@ -140,6 +148,24 @@ class Recurrent(Layer):
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ShapeError(f"x: expected at least one timestep and one batch row, received shape {tuple(x.shape)}")
         return x
+
+    def _check_ids_and_table(self, ids, table):
+        if self.num_directions != 1:
+            raise ConfigError("input_table: needs a unidirectional layer (one input projection for layer 0)")
+        width = self.cell.num_gates * self.hidden_size
+        table = check_array(self.backend, table, "input_table", ndim=2, dtype=self.dtype_name)
+        if table.shape[-1] != width:
+            raise ShapeError(f"input_table: expected shape (V, {width}) (V, num_gates * hidden_size), "
+                             f"received {tuple(table.shape)}")
+        ids = check_array(self.backend, ids, "x", ndim=2)
+        if "int" not in self.backend.dtype_name(ids.dtype):
+            raise DTypeError(f"x: expected integer token ids (T, B) with input_table, received dtype "
+                             f"{self.backend.dtype_name(ids.dtype)}")
+        if self.batch_first:
+            ids = self.backend.xp.permute_dims(ids, (1, 0))
+        if ids.shape[0] < 1 or ids.shape[1] < 1:
+            raise ShapeError(f"x: expected at least one timestep and one batch row, received shape {tuple(ids.shape)}")
+        return ids
 
     def _state_shape(self, batch: int) -> tuple[int, int, int]:
         return (self.num_layers * self.num_directions, batch, self.hidden_size)
@@ -209,18 +235,18 @@ class Recurrent(Layer):
             proj_bias = b_ih + b_hh if self.cell.fold_hidden_bias else b_ih
         return p["weight_ih" + sfx], p["weight_hh" + sfx], proj_bias, (None if self.cell.fold_hidden_bias else b_hh)
 
-    def __call__(self, x, hx=None, lengths=None):
+    def __call__(self, x, hx=None, lengths=None, *, input_table=None):
         """Inference: ``out, h_n = layer(x, hx, lengths)`` (no dropout, nothing kept for backward)."""
-        return self._run(x, hx, lengths, training=False)[0]
+        return self._run(x, hx, lengths, training=False, input_table=input_table)[0]
 
-    def forward(self, x, hx=None, lengths=None):
+    def forward(self, x, hx=None, lengths=None, *, input_table=None):
         """Training forward: returns ``((out, h_n), backprop)``; dropout between layers is active."""
-        return self._run(x, hx, lengths, training=True)
+        return self._run(x, hx, lengths, training=True, input_table=input_table)
 
-    def _run(self, x, hx, lengths, training: bool):
+    def _run(self, x, hx, lengths, training: bool, input_table):
         backend, xp = self.backend, self.backend.xp
         with backend.activate():
-            x = self._check_input(x)
+            x = self._check_input(x, input_table)
             steps, batch = x.shape[0], x.shape[1]
             states0 = self._split_state(hx, batch, "hx")
             masks, mask_all = self._masks(lengths, steps, batch)
@@ -232,20 +258,25 @@ class Recurrent(Layer):
                 if training and layer > 0 and self.dropout > 0:
                     drop = dropout_mask(self._rng, tuple(layer_input.shape), self.dropout, backend, self.dtype_name)
                     layer_input = layer_input * drop
-                layer_inputs.append(layer_input)
+                looked_up = input_table is not None and layer == 0     # x holds token ids
+                layer_inputs.append(None if looked_up else layer_input)
                 drops.append(drop)
-                flat_input = xp.reshape(layer_input, (steps * batch, -1))
+                flat_input = xp.reshape(layer_input, (-1,) if looked_up else (steps * batch, -1))
                 outs = []
                 for direction in range(self.num_directions):
                     idx = layer * self.num_directions + direction
                     w_ih, w_hh, proj_bias, b_hh = self._unit_params(self._suffix(layer, direction))
-                    xproj = xp.matmul(flat_input, w_ih)
-                    if proj_bias is not None:
-                        xproj = xproj + proj_bias
+                    if looked_up:
+                        xproj = xp.take(input_table, flat_input, axis=0)
+                    else:
+                        xproj = xp.matmul(flat_input, w_ih)
+                        if proj_bias is not None:
+                            xproj = xproj + proj_bias
                     xproj = xp.reshape(xproj, (steps, batch, -1))
                     hs, finals[idx], tapes[idx] = forward_scan(
                         self.cell, xproj, states0[idx], w_hh, b_hh, masks, bool(direction), xp=xp, keep_tape=training)
                     outs.append(hs)
+                    xproj = None                                            # free it before the next one
                 layer_input = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
                 if mask_all is not None:
                     layer_input = xp.where(mask_all, layer_input, 0.0)
@@ -319,8 +350,8 @@ class Recurrent(Layer):
             backward_scan = backend.kernel("scan_backward", scan_backward)
             d_states0 = [None] * len(d_finals)
             for layer in range(self.num_layers - 1, -1, -1):
-                layer_input = layer_inputs[layer]
-                flat_input = xp.reshape(layer_input, (steps * batch, -1))
+                layer_input = layer_inputs[layer]                 # None: looked up in input_table
+                flat_input = None if layer_input is None else xp.reshape(layer_input, (steps * batch, -1))
                 if d_layer_out is not None and mask_all is not None:
                     d_layer_out = xp.where(mask_all, d_layer_out, 0.0)
                 d_flat_input = None
@@ -337,12 +368,13 @@ class Recurrent(Layer):
                     grads = self.param_grads
                     d_w_hh, d_b_hh = hidden_param_grads(self.cell, tapes[idx], d_hproj, xp=xp, bias=self.bias)
                     grads["weight_hh" + sfx] = grads["weight_hh" + sfx] + d_w_hh
-                    grads["weight_ih" + sfx] = grads["weight_ih" + sfx] + xp.matmul(xp.matrix_transpose(flat_input), d_x2)
+                    if flat_input is not None:
+                        grads["weight_ih" + sfx] = grads["weight_ih" + sfx] + xp.matmul(xp.matrix_transpose(flat_input), d_x2)
                     if self.bias:
                         grads["bias_ih" + sfx] = grads["bias_ih" + sfx] + xp.sum(d_x2, axis=0)
                         grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + d_b_hh
                     tapes[idx] = d_hproj = d_w_hh = None                          # free memory as we go
-                    d_in = xp.matmul(d_x2, xp.matrix_transpose(w_ih))
+                    d_in = d_x2 if flat_input is None else xp.matmul(d_x2, xp.matrix_transpose(w_ih))
                     d_flat_input = d_in if d_flat_input is None else d_flat_input + d_in
                     d_xproj = d_x2 = None
                 layer_inputs[layer] = flat_input = None

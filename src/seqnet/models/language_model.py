@@ -15,10 +15,18 @@ import numpy as np
 from ..backend import Backend, make_backend, to_numpy
 from ..errors import ConfigError, ShapeError
 from ..layers import GRU, LSTM, RNN, Embedding, Linear, softmax_cross_entropy
+from ..layers.embedding import embedding_backward
 from ..layers.dropout import check_dropout, dropout_mask
 from .sampling import check_sampling, sample_next
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+# From this embedding size on, layer 0's input projection is looked up in the (V, G*H) table
+# E @ W_ih + b instead of computed as E[ids] @ W_ih, and backward gets the gradients of E and
+# W_ih from per-token sums of d xproj: that replaces three (N, E) x (E, G*H) products
+# (forward, and the two gradients) by a lookup and a pass of sums. Below it the products
+# are cheaper (measured with scripts/bench.py, N = 2048..6400 tokens, G*H = 512..4096).
+FOLD_MIN_EMBED = 64
 
 
 class LanguageModel:
@@ -111,15 +119,19 @@ class LanguageModel:
         xp, backend = self.backend.xp, self.backend
         ids = self._ids(ids, "ids")
         drop_p = self.dropout if training else 0.0
-        emb, emb_back = self.embedding.forward(ids)
-        drop_in = drop_out = None
-        if drop_p > 0:
-            drop_in = dropout_mask(self.rng, tuple(emb.shape), drop_p, backend, self.embedding.dtype_name)
-            emb = emb * drop_in
-        if training:
-            (hs, final), rnn_back = self.rnn.forward(emb, state)
+        drop_in = drop_out = emb_back = table = None
+        folded = drop_p == 0 and self.embedding.embedding_dim >= FOLD_MIN_EMBED
+        if folded:                                   # layer 0's input projections are looked up
+            x, table = ids, self._input_table()
         else:
-            (hs, final), rnn_back = self.rnn(emb, state), None
+            x, emb_back = self.embedding.forward(ids)
+            if drop_p > 0:
+                drop_in = dropout_mask(self.rng, tuple(x.shape), drop_p, backend, self.embedding.dtype_name)
+                x = x * drop_in
+        if training:
+            (hs, final), rnn_back = self.rnn.forward(x, state, input_table=table)
+        else:
+            (hs, final), rnn_back = self.rnn(x, state, input_table=table), None
         if drop_p > 0:
             drop_out = dropout_mask(self.rng, tuple(hs.shape), drop_p, backend, self.embedding.dtype_name)
             hs = hs * drop_out
@@ -135,12 +147,33 @@ class LanguageModel:
                 self.embedding.param_grads["weight"] = self.embedding.param_grads["weight"] + xp.matrix_transpose(d_w)
             if drop_out is not None:
                 d_hs = d_hs * drop_out
-            d_emb, _ = rnn_back(d_hs, None)
+            d_x, _ = rnn_back(d_hs, None)
+            if folded:
+                self._input_table_backward(xp.reshape(ids, (-1,)), d_x)
+                return
             if drop_in is not None:
-                d_emb = d_emb * drop_in
-            emb_back(d_emb)
+                d_x = d_x * drop_in
+            emb_back(d_x)
 
         return logits, final, backprop
+
+    def _input_table(self):
+        """(V, G*H): every token's input projection into layer 0, ``E @ W_ih_l0 + bias``."""
+        xp = self.backend.xp
+        table = xp.matmul(self.embedding.params["weight"], self.rnn.params["weight_ih_l0"])
+        bias = self.rnn.projection_bias(0)
+        return table if bias is None else table + bias
+
+    def _input_table_backward(self, flat_ids, d_xproj):
+        """Gradients of E and W_ih_l0 from d xproj (T, B, G*H) of a folded forward: with S the
+        per-token sums of d xproj (V, G*H), dE = S W_ih^T and dW_ih = E^T S."""
+        xp = self.backend.xp
+        emb, w_ih = self.embedding.params["weight"], self.rnn.params["weight_ih_l0"]
+        sums = self.backend.kernel("embedding_backward", embedding_backward)(
+            flat_ids, xp.reshape(d_xproj, (-1, w_ih.shape[-1])), self.embedding.num_embeddings, xp=xp)
+        emb_grads, rnn_grads = self.embedding.param_grads, self.rnn.param_grads
+        emb_grads["weight"] = emb_grads["weight"] + xp.matmul(sums, xp.matrix_transpose(w_ih))
+        rnn_grads["weight_ih_l0"] = rnn_grads["weight_ih_l0"] + xp.matmul(xp.matrix_transpose(emb), sums)
 
     def loss_and_grads(self, inputs, targets, state=None, mask=None):
         """One training step's math: zero grads, forward, mean cross-entropy, backward.
@@ -247,10 +280,9 @@ class LanguageModel:
         """
         xp = self.backend.xp
         emb = self.embedding.params["weight"]
-        w_ih0, bias0 = self.rnn.params["weight_ih_l0"], self.rnn.projection_bias(0)
         projected = self.embedding.num_embeddings <= budget * batch
         if projected:
-            table = xp.matmul(emb, w_ih0) if bias0 is None else xp.matmul(emb, w_ih0) + bias0   # (V, G*H)
+            table = self._input_table()
         dec_w = xp.matrix_transpose(emb) if self.tie_weights else self.decoder.params["weight"]
         dec_b = self.decoder.params.get("bias")
         rnn_step = self.rnn.stepper(projected=projected)
