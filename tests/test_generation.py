@@ -161,3 +161,13 @@ def test_generate_needs_a_tokenizer():
     model = LanguageModel(5, 4, 4, seed=0)
     with pytest.raises(ConfigError, match="tokenizer"):
         model.generate("x", 3)
+
+
+def test_gumbel_blocks_repeat_the_generator_stream():
+    """Drawing the noise in blocks changes nothing: the same numbers as one draw per step."""
+    from seqnet.models.sampling import gumbel_blocks
+
+    per_step = np.random.default_rng(4)
+    blocks = gumbel_blocks(np.random.default_rng(4), (2, 5), block=3)
+    for _ in range(7):                                   # crosses two block boundaries
+        np.testing.assert_array_equal(next(blocks), per_step.gumbel(size=(2, 5)))

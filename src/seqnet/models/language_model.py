@@ -17,7 +17,7 @@ from ..errors import ConfigError, ShapeError
 from ..layers import GRU, LSTM, RNN, Embedding, Linear, softmax_cross_entropy
 from ..layers.embedding import embedding_backward
 from ..layers.dropout import check_dropout, dropout_mask
-from .sampling import check_sampling, sample_next
+from .sampling import check_sampling, gumbel_blocks, sample_next
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
@@ -245,11 +245,13 @@ class LanguageModel:
         states = self.rnn.step_states(state, num_samples)
         sampled = np.empty((length, num_samples), dtype=np.int64)
         finished = np.zeros(num_samples, dtype=bool)
+        plain = not greedy and top_k is None and top_p is None
+        noise = gumbel_blocks(rng, last.shape, min(length, 256)) if plain and length else None
         for k in range(length):
             if tokenizer.unk_id is not None:
                 last[:, tokenizer.unk_id] = -np.inf                       # never emit <UNK>
             sampled[k] = nxt = sample_next(last, rng, temperature=temperature, top_k=top_k, top_p=top_p,
-                                           greedy=greedy)
+                                           greedy=greedy, gumbel=None if noise is None else next(noise))
             if eos is not None:
                 finished |= nxt == eos
                 if finished.all():

@@ -40,9 +40,20 @@ def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | 
     return probs
 
 
+def gumbel_blocks(rng: np.random.Generator, shape: tuple, block: int = 256):
+    """Endless Gumbel(0, 1) noise arrays of ``shape``, drawn ``block`` at a time: the same numbers,
+    in the same order, as repeated ``rng.gumbel(size=shape)``, for a fraction of the calls."""
+    while True:
+        yield from rng.gumbel(size=(block,) + tuple(shape))
+
+
 def sample_next(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0,
-                top_k: int | None = None, top_p: float | None = None, greedy: bool = False) -> np.ndarray:
-    """One token id per row of ``logits`` (N, V): argmax if ``greedy``, else a draw from the filtered softmax."""
+                top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+                gumbel: np.ndarray | None = None) -> np.ndarray:
+    """One token id per row of ``logits`` (N, V): argmax if ``greedy``, else a draw from the filtered softmax.
+
+    ``gumbel`` (N, V): Gumbel(0, 1) noise drawn by the caller (see :func:`gumbel_blocks`) for
+    unfiltered sampling, instead of drawing it from ``rng`` here."""
     if greedy:
         return np.argmax(logits, axis=-1)
     if top_k is None and top_p is None:
@@ -50,7 +61,7 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, *, temperature: fl
         z = np.asarray(logits, dtype=np.float64)
         if temperature != 1.0:
             z = z / temperature
-        return np.argmax(z + rng.gumbel(size=z.shape), axis=-1)
+        return np.argmax(z + (rng.gumbel(size=z.shape) if gumbel is None else gumbel), axis=-1)
     probs = next_token_probs(logits, temperature, top_k, top_p)
     cdf = np.cumsum(probs, axis=-1)
     u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
