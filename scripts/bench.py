@@ -8,8 +8,10 @@ Training: character-LM steps (embedding -> recurrent -> linear -> softmax cross-
 global-norm clip -> Adam; float32; vocabulary 96). Each repeat times seqnet and PyTorch
 back to back (alternating which goes first) on the same batches; the paired ratio
 seqnet/PyTorch of tokens per second is taken per repeat and its median reported.
-Generation: 500 tokens one step at a time with sampling, batch 1 and 64. Peak memory: the
-growth of resident memory during two training steps, each framework in a fresh subprocess.
+Generation: 500 tokens one step at a time with sampling, batch 1 and 64, with the rate at
+which each framework reads its weights (all of them once per step; at batch 1 that read
+bounds the step time). Peak memory: the growth of resident memory during two training
+steps, each framework in a fresh subprocess.
 BLAS/OpenMP threads are pinned to the same count for both (--threads, default 1).
 """
 from __future__ import annotations
@@ -99,6 +101,13 @@ def training_flops(cfg: dict, cell: str) -> float:
     return 3 * flops
 
 
+def weight_bytes(cfg: dict, cell: str) -> int:
+    """float32 bytes of the recurrent and output weights, which every generation step reads once."""
+    h, g = cfg["hidden"], GATES[cell]
+    count = sum(((cfg["embed"] if layer == 0 else h) + h) * g * h for layer in range(cfg["layers"]))
+    return 4 * (count + h * VOCAB)
+
+
 def interleaved(fns: dict, make_batch, repeats: int) -> dict[str, list[float]]:
     """Seconds per call of each fn, alternating the order every repeat; one warm-up call each."""
     batch = make_batch(0)
@@ -166,7 +175,11 @@ def bench_generation(torch, name: str, cell: str, batch: int, repeats: int) -> d
             return torch.cat(out).numpy()
         fns["torch"] = torch_generate
     times = interleaved(fns, lambda r: (r,), repeats)
-    return summarize(times, GEN_TOKENS * batch)
+    result = summarize(times, GEN_TOKENS * batch)
+    # Each step reads every weight once: at batch 1 that read bounds the step time from below.
+    result["weight_gbps"] = {k: weight_bytes(cfg, cell) * GEN_TOKENS / statistics.median(v) / 1e9
+                             for k, v in times.items()}
+    return result
 
 
 # -- memory (fresh subprocess per framework) -----------------------------------------------
@@ -273,15 +286,16 @@ def main() -> int:
             gf = "/".join(f"{v:.0f}" for v in r["gflops"].values())
             print(f"{name:<8}{cell:<6}{fmt_rate(r['seqnet']):>28}{fmt_rate(r['torch']) if 'torch' in r else '-':>28}"
                   f"{ratio:>8}{gf:>14}", flush=True)
-    print("\ngeneration tokens/s (500 steps, sampled), median (min-max)")
+    print("\ngeneration tokens/s (500 steps, sampled), median (min-max); weights read per second, GB/s")
     for name in args.gen_configs.split(","):
         for cell in cells:
             for batch in (int(b) for b in args.gen_batches.split(",")):
                 r = bench_generation(torch, name, cell, batch, args.repeats)
                 report["generation"][f"{name}/{cell}/b{batch}"] = r
                 ratio = f"{r['ratio']['median']:.2f}x" if "ratio" in r else "-"
+                gbps = "/".join(f"{v:.1f}" for v in r["weight_gbps"].values())
                 print(f"{name:<4}{cell:<6}b={batch:<4}{fmt_rate(r['seqnet']):>28}"
-                      f"{fmt_rate(r['torch']) if 'torch' in r else '-':>28}{ratio:>8}", flush=True)
+                      f"{fmt_rate(r['torch']) if 'torch' in r else '-':>28}{ratio:>8}{gbps:>14}", flush=True)
     if not args.no_memory:
         print("\npeak memory growth during training, MiB (seqnet / torch / ratio)")
         for name in configs:
