@@ -169,6 +169,15 @@ def test_existing_out_without_resume_changes_nothing(trained):
     assert (run_dir / "latest.json").read_text() == before
 
 
+def test_resume_refuses_changed_settings(trained):
+    """Flags that would be ignored on --resume are an error naming them; the run is untouched."""
+    run_dir, corpus, _ = trained
+    before = (run_dir / "latest.json").read_text()
+    result = seqnet("train", "--corpus", corpus, "--out", run_dir, "--resume", *TINY, "--lr", "0.5", "--cell", "gru")
+    assert_usage_error(result, "--lr 0.5 (the run's: 0.003)", "--cell gru (the run's: lstm)", "only --steps")
+    assert (run_dir / "latest.json").read_text() == before
+
+
 @pytest.mark.parametrize("exists", [False, True])
 def test_resume_without_a_checkpoint(tmp_path, exists):
     corpus = write_corpus(tmp_path / "c.txt")

@@ -44,6 +44,13 @@ def test_top_k_keeps_exactly_k():
     np.testing.assert_allclose(next_token_probs(logits, top_k=10)[0], PROBS, rtol=1e-12)
 
 
+def test_top_k_breaks_ties_toward_lower_ids():
+    logits = np.array([[0.0, 2.0, 1.0, 2.0, 2.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    probs = next_token_probs(logits, top_k=2)
+    np.testing.assert_array_equal(probs[0], [0, 0.5, 0, 0.5, 0])    # three tie at the top: ids 1, 3 stay
+    np.testing.assert_array_equal(probs[1], [0.5, 0.5, 0, 0, 0])
+
+
 @pytest.mark.parametrize("top_p,kept", [(0.45, 1), (0.6, 2), (0.79, 2), (0.9, 3), (0.99, 4), (1.0, 4)])
 def test_top_p_keeps_smallest_prefix_reaching_p(top_p, kept):
     # cumulative mass 0.5, 0.8, 0.95, 1.0: the prefix of ``kept`` tokens is the first to reach p

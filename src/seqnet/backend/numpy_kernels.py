@@ -12,6 +12,8 @@ Same math as :mod:`seqnet.layers.time_loop` and :mod:`seqnet.cells`, arranged fo
   overwritten by gate gradients during backward, so the tape holds them only once.
 - LSTM: the i, f, o columns are pre-scaled by 1/2, so one tanh covers all four gates
   (sigmoid(z) = (tanh(z/2) + 1) / 2).
+- RNN is the exception: with one gate there is nothing to split, and batch-major steps need
+  no transposes, so each step runs in place in its block of the output hs (the whole tape).
 
 They cover RNN (tanh, relu), LSTM and GRU (reset_after=True) without ``lengths``; anything
 else falls back to the reference. tests/test_fast_paths.py holds them to the reference.
@@ -63,7 +65,7 @@ class BufferTape:
     """What a fast forward scan leaves for backward."""
 
     cell: object
-    gates: np.ndarray                 # (T, G*H, B) activations; backward overwrites them with d_xproj (T, B, G*H)
+    gates: np.ndarray | None          # (T, G*H, B) activations; backward overwrites them with d_xproj (T, B, G*H)
     hs: np.ndarray                    # (T, B, H) hidden state after each step (the layer's output)
     h0: np.ndarray                    # (B, H)
     reverse: bool
@@ -172,22 +174,21 @@ def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
     return hs, (h,), gates, {"hn": hns}
 
 
-def _rnn_forward(xproj, h, w_hh, relu, keep_tape, reverse):
-    steps, batch, hidden = xproj.shape
-    w_t = _transposed_weight(w_hh, "plain")
-    gates, hs = _buffers(xproj, hidden, keep_tape)
-    h_bufs = np.empty((2, hidden, batch), xproj.dtype)
-    for k, t in enumerate(_order(steps, reverse)):
-        z = gates[t] if keep_tape else gates[0]
-        np.matmul(w_t, h, out=z)
-        z += xproj[t].T
-        h = h_bufs[k % 2]
+def _rnn_forward(xproj, h, w_hh, relu, reverse):
+    """Batch-major (one gate, nothing to split): xproj (T, B, H); h (B, H). Each step is
+    computed in place in its output block hs[t], so the tape needs nothing beyond hs."""
+    w = _plain(w_hh)                                                   # (H, H): z = h @ W
+    hs = np.empty_like(xproj)
+    for t in _order(xproj.shape[0], reverse):
+        z = hs[t]
+        np.matmul(h, w, out=z)
+        z += xproj[t]
         if relu:
-            np.maximum(z, 0, out=h)
+            np.maximum(z, 0, out=z)
         else:
-            np.tanh(z, out=h)
-        hs[t] = h.T
-    return hs, (h,), gates, {}
+            np.tanh(z, out=z)
+        h = z
+    return hs, (h.copy(),)
 
 
 def _supported(cell) -> bool:
@@ -199,15 +200,15 @@ def scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, *, xp, keep_ta
     if masks is not None or not _supported(cell):
         return time_loop.scan_forward(cell, xproj, state0, _plain(w_hh), b_hh, masks, reverse, xp=xp,
                                       keep_tape=keep_tape)
+    if isinstance(cell, RNNCell):
+        hs, final = _rnn_forward(xproj, state0[0], w_hh, cell.nonlinearity == "relu", reverse)
+        return hs, final, (BufferTape(cell, None, hs, state0[0], reverse) if keep_tape else None)
     state_t = [np.ascontiguousarray(s.T) for s in state0]
     if isinstance(cell, LSTMCell):
         hs, final_t, gates, extra = _lstm_forward(xproj, *state_t, w_hh, keep_tape, reverse)
         extra["c0"] = state_t[1]
-    elif isinstance(cell, GRUCell):
-        hs, final_t, gates, extra = _gru_forward(xproj, state_t[0], w_hh, b_hh, keep_tape, reverse)
     else:
-        hs, final_t, gates, extra = _rnn_forward(xproj, state_t[0], w_hh, cell.nonlinearity == "relu",
-                                                 keep_tape, reverse)
+        hs, final_t, gates, extra = _gru_forward(xproj, state_t[0], w_hh, b_hh, keep_tape, reverse)
     final = tuple(np.ascontiguousarray(s.T) for s in final_t)
     tape = BufferTape(cell, gates, hs, state0[0], reverse, extra) if keep_tape else None
     return hs, final, tape
@@ -293,23 +294,21 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
 
 
 def _rnn_backward(tape: BufferTape, d_hs, dh, w_hh):
-    gates, hs = tape.gates, tape.hs
-    relu = tape.cell.nonlinearity == "relu"
-    steps, width, batch = gates.shape
-    d_xproj = gates.reshape(steps, batch, width)     # each step's block is reused, batch-major
-    scratch = np.empty((width, batch), gates.dtype)
-    for t in _order(steps, tape.reverse, backward=True):
+    """Batch-major, as the forward: dh (B, H)."""
+    hs, relu = tape.hs, tape.cell.nonlinearity == "relu"
+    w_t = np.ascontiguousarray(w_hh.T)                                 # (H, H): dh_prev = da @ W^T
+    d_xproj = np.empty_like(hs)
+    for t in _order(hs.shape[0], tape.reverse, backward=True):
         if d_hs is not None:
-            dh += d_hs[t].T
-        h = hs[t].T
+            dh += d_hs[t]
+        da, h = d_xproj[t], hs[t]
         if relu:
-            np.multiply(dh, h > 0, out=scratch)           # relu' = [h > 0]
+            np.multiply(dh, h > 0, out=da)                             # relu' = [h > 0]
         else:
-            np.multiply(h, h, out=scratch)
-            np.subtract(1, scratch, out=scratch)
-            scratch *= dh                                 # tanh' = 1 - h^2
-        np.matmul(w_hh, scratch, out=dh)
-        d_xproj[t] = scratch.T
+            np.multiply(h, h, out=da)
+            np.subtract(1, da, out=da)
+            da *= dh                                                   # tanh' = 1 - h^2
+        np.matmul(da, w_t, out=dh)
     return (dh,), d_xproj, d_xproj
 
 
@@ -317,13 +316,13 @@ def scan_backward(cell, tape, d_hs, d_final, w_hh, masks, *, xp):
     """Override of :func:`seqnet.layers.time_loop.scan_backward` (same arguments and results)."""
     if not isinstance(tape, BufferTape):
         return time_loop.scan_backward(cell, tape, d_hs, d_final, w_hh, masks, xp=xp)
+    if isinstance(cell, RNNCell):
+        return _rnn_backward(tape, d_hs, np.array(d_final[0]), w_hh)   # a fresh (B, H), updated in place
     d_state = [np.ascontiguousarray(d.T) for d in d_final]     # fresh (H, B) buffers, updated in place
     if isinstance(cell, LSTMCell):
         d_state0, d_xproj, d_hproj = _lstm_backward(tape, d_hs, *d_state, w_hh)
-    elif isinstance(cell, GRUCell):
-        d_state0, d_xproj, d_hproj = _gru_backward(tape, d_hs, d_state[0], w_hh)
     else:
-        d_state0, d_xproj, d_hproj = _rnn_backward(tape, d_hs, d_state[0], w_hh)
+        d_state0, d_xproj, d_hproj = _gru_backward(tape, d_hs, d_state[0], w_hh)
     return tuple(np.ascontiguousarray(d.T) for d in d_state0), d_xproj, d_hproj
 
 

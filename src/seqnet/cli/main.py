@@ -101,6 +101,21 @@ def _device(value):
     return int(value) if value is not None and value.isdigit() else value
 
 
+def _resume_conflicts(args, config: TrainConfig) -> list[str]:
+    """Flags given with --resume whose value is neither the default nor the run's own setting."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    conflicts = []
+    for name in TrainConfig.__dataclass_fields__:
+        if name in ("out", "steps") or name not in defaults:
+            continue
+        given, default, own = getattr(args, name), defaults[name], getattr(config, name)
+        if name == "device":
+            given, default = _device(given), _device(default)
+        if given != default and given != own:
+            conflicts.append(f"--{name.replace('_', '-')} {given} (the run's: {own})")
+    return conflicts
+
+
 def cmd_train(args) -> int:
     from ..training.trainer import Trainer, default_run_dir
 
@@ -109,6 +124,10 @@ def cmd_train(args) -> int:
         if args.out is None:
             raise SeqnetError("--resume: needs --out DIR, the run directory to continue")
         trainer = Trainer.resume(Path(args.out), **kwargs)
+        conflicts = _resume_conflicts(args, trainer.config)
+        if conflicts:
+            raise SeqnetError("--resume: a resumed run keeps its own settings (only --steps may change); drop "
+                              + ", ".join(conflicts) + " (nothing was changed)")
         if args.steps is not None:
             trainer.config.steps = args.steps
     else:

@@ -24,8 +24,11 @@ def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | 
     """(N, V) logits -> (N, V) probabilities after temperature, top-k and top-p filtering."""
     z = np.asarray(logits, dtype=np.float64) / temperature
     if top_k is not None and top_k < z.shape[-1]:
-        kth_largest = np.partition(z, -top_k, axis=-1)[:, -top_k, None]
-        z = np.where(z < kth_largest, -np.inf, z)                 # keep the k most likely
+        # Keep exactly the k most likely; a tie at the k-th value goes to the lower token id.
+        keep = np.argsort(-z, axis=-1, kind="stable")[:, :top_k]
+        kept = np.full_like(z, -np.inf)
+        np.put_along_axis(kept, keep, np.take_along_axis(z, keep, axis=-1), axis=-1)
+        z = kept
     probs = np.exp(z - z.max(axis=-1, keepdims=True))
     probs /= probs.sum(axis=-1, keepdims=True)
     if top_p is not None and top_p < 1:
