@@ -10,8 +10,8 @@ Same math as :mod:`seqnet.layers.time_loop` and :mod:`seqnet.cells`, arranged fo
   is in cache, instead of whole-sequence transposes.
 - Buffers are allocated once per call and written with ``out=``; gate activations are
   overwritten by gate gradients during backward, so the tape holds them only once.
-- LSTM: the i, f, o columns are pre-scaled by 1/2, so one tanh covers all four gates
-  (sigmoid(z) = (tanh(z/2) + 1) / 2).
+- LSTM: the i, f, o rows of the pre-activation are halved, so one tanh covers all four
+  gates (sigmoid(z) = (tanh(z/2) + 1) / 2).
 - RNN is the exception: with one gate there is nothing to split, and batch-major steps need
   no transposes, so each step runs in place in its block of the output hs (the whole tape).
 
@@ -30,12 +30,12 @@ from ..layers import time_loop
 
 
 class PreparedWeight:
-    """W_hh with the forms the kernels derive from it computed once, for the many one-step scans
-    of token-by-token generation (made by :func:`prepare_weight` when a stepper is built)."""
+    """W_hh with the transposed copy the feature-major kernels multiply by, made once for the
+    many one-step scans of token-by-token generation (by :func:`prepare_weight`)."""
 
     def __init__(self, w_hh: np.ndarray):
         self.w_hh = w_hh
-        self.forms: dict[str, np.ndarray] = {}
+        self.transposed: np.ndarray | None = None
 
 
 def prepare_weight(w_hh):
@@ -47,17 +47,14 @@ def _plain(w_hh):
     return w_hh.w_hh if isinstance(w_hh, PreparedWeight) else w_hh
 
 
-def _transposed_weight(w_hh, kind: str, halve_rows: int = 0) -> np.ndarray:
-    """C-contiguous W_hh^T (G*H, H) with its first ``halve_rows`` rows halved; a fresh copy
-    (cheap next to a scan of many steps) unless ``w_hh`` is a PreparedWeight that holds it."""
-    if isinstance(w_hh, PreparedWeight) and kind in w_hh.forms:
-        return w_hh.forms[kind]
-    form = np.array(_plain(w_hh).T, order="C")
-    if halve_rows:
-        form[:halve_rows] *= 0.5
-    if isinstance(w_hh, PreparedWeight):
-        w_hh.forms[kind] = form
-    return form
+def _transposed_weight(w_hh) -> np.ndarray:
+    """C-contiguous W_hh^T (G*H, H): a fresh copy (cheap next to a scan of many steps) unless
+    ``w_hh`` is a PreparedWeight, which keeps it."""
+    if not isinstance(w_hh, PreparedWeight):
+        return np.array(w_hh.T, order="C")
+    if w_hh.transposed is None:
+        w_hh.transposed = np.array(w_hh.w_hh.T, order="C")
+    return w_hh.transposed
 
 
 @dataclass
@@ -107,7 +104,7 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
     """xproj: (T, B, 4H); h, c: (H, B). Returns hs (T, B, H), final (h, c) (H, B), gates, extra."""
     steps, batch, width = xproj.shape
     hidden = width // 4
-    w_half = _transposed_weight(w_hh, "lstm", halve_rows=3 * hidden)   # (4H, H), i/f/o rows halved
+    w_t = _transposed_weight(w_hh)                             # (4H, H)
     gates, hs = _buffers(xproj, hidden, keep_tape)
     cs = np.empty((steps, hidden, batch), xproj.dtype) if keep_tape else np.empty((2, hidden, batch), xproj.dtype)
     tanh_c = np.empty((hidden, batch), xproj.dtype)   # recomputed by backward rather than kept
@@ -116,10 +113,9 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
     ig = np.empty((hidden, batch), xproj.dtype)
     for k, t in enumerate(_order(steps, reverse)):
         z = gates[t] if keep_tape else gates[0]
-        np.matmul(w_half, h, out=hh)
-        z[...] = xproj[t].T
+        np.matmul(w_t, h, out=hh)
+        np.add(xproj[t].T, hh, out=z)
         z[:3 * hidden] *= 0.5                          # sigmoid(x) = (tanh(x/2) + 1) / 2 for i, f, o
-        z += hh
         np.tanh(z, out=z)
         ifo = z[:3 * hidden]
         ifo *= 0.5
@@ -141,7 +137,7 @@ def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
     """xproj: (T, B, 3H) input projections (b_ih included); h: (H, B)."""
     steps, batch, width = xproj.shape
     hidden = width // 3
-    w_t = _transposed_weight(w_hh, "plain")             # (3H, H)
+    w_t = _transposed_weight(w_hh)             # (3H, H)
     bias = None if b_hh is None else b_hh[:, None]
     gates, hs = _buffers(xproj, hidden, keep_tape)
     hns = np.empty((steps if keep_tape else 1, hidden, batch), xproj.dtype)
