@@ -254,6 +254,8 @@ def main() -> int:
     parser.add_argument("--gen-configs", default="S,M,L")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--torch-without-onednn", action="store_true",
+                        help="turn off PyTorch's oneDNN (its fused CPU LSTM) to see what it contributes")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--memory-probe", nargs=3, metavar=("FRAMEWORK", "CONFIG", "CELL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -262,16 +264,20 @@ def main() -> int:
         return 0
 
     torch = import_torch()
+    if torch is not None and args.torch_without_onednn:
+        torch.backends.mkldnn.enabled = False
     set_num_threads(args.threads)
     configs, cells = args.configs.split(","), args.cells.split(",")
     report = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
                           "torch": getattr(torch, "__version__", None), "seqnet": seqnet.__version__,
                           "cpu": platform.processor() or platform.machine(), "threads": args.threads,
                           "torch_threads": torch.get_num_threads() if torch else None,
+                          "torch_onednn": bool(torch.backends.mkldnn.enabled) if torch else None,
                           "thread_pools": thread_info()},
               "matmul_gflops": matmul_peak(torch), "ops_per_step": op_counts(),
               "training": {}, "generation": {}, "memory_mib": {}}
-    print(f"threads {args.threads} (torch {report['machine']['torch_threads']}); pools: "
+    print(f"threads {args.threads} (torch {report['machine']['torch_threads']}, oneDNN "
+          f"{'on' if report['machine']['torch_onednn'] else 'off'}); pools: "
           + ", ".join(f"{p['internal_api']}x{p['num_threads']}" for p in report["machine"]["thread_pools"]))
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops"].items()))
     print("array ops per step (portable loop, = GPU launches): "
