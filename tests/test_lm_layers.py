@@ -281,6 +281,24 @@ def test_lstm_language_model_agrees_with_torch(xb64, input_projection):
             assert_close(xb64, mine[name], param.grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=f"{prefix}.{name}")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_looked_up_projection_in_float32_matches_the_plain_path(xb, cell, monkeypatch):
+    """float32 on every backend (no_float64 included, where a float64 leak would raise): the
+    looked-up layer-0 projection gives the loss and gradients of embedding-then-matmul."""
+    model = LanguageModel(V, E, H, num_layers=2, cell=cell, dtype="float32", seed=6)
+    inp, tgt = (_ids(xb, a) for a in _batch(seed=12, steps=5))
+    results = []
+    for threshold in (10 ** 9, 1):                       # plain, then looked up
+        monkeypatch.setattr(language_model, "FOLD_MIN_EMBED", threshold)
+        loss, _ = model.loss_and_grads(inp, tgt)
+        results.append((to_numpy(loss), {k: to_numpy(v) for k, v in model.param_grads.items()}))
+        assert all(xb.owns(g) for g in model.param_grads.values())
+    (plain_loss, plain), (looked_loss, looked) = results
+    np.testing.assert_allclose(looked_loss, plain_loss, rtol=1e-6)
+    for name in plain:
+        np.testing.assert_allclose(looked[name], plain[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_input_table_matches_the_layer_input(xb64, batch_first):
     """Recurrent(input_table=E @ W_ih^T + bias) fed ids equals the plain layer fed E[ids]; its
