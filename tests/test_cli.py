@@ -128,7 +128,10 @@ def test_eval_reports_bits_and_perplexity(trained):
     result = seqnet("eval", run_dir, "--corpus", corpus, "--json", "--batch", 4, "--seq-len", 16)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["bits_per_token"] > 0 and record["tokens"] == len(corpus.read_text())
+    # 4 streams of len // 4 characters each; every character after a stream's first is predicted
+    length = len(corpus.read_text())
+    assert record["bits_per_token"] > 0 and record["corpus_tokens"] == length
+    assert record["tokens"] == 4 * (length // 4 - 1)
     assert math.isclose(record["perplexity"], 2 ** record["bits_per_token"], rel_tol=1e-9)
 
 

@@ -174,22 +174,23 @@ def cmd_eval(args) -> int:
     import tempfile
 
     from ..data import encode_corpus, load_token_ids, resolve_corpus
-    from ..training.trainer import evaluate_nats, load_model
+    from ..training.trainer import evaluate, load_model
 
     model = load_model(args.run_dir, args.backend, _device(args.device))
     paths = resolve_corpus(args.corpus)
     with tempfile.TemporaryDirectory() as tmp:     # encoded on disk and memory-mapped, like training data
         ids = load_token_ids(encode_corpus(paths, model.tokenizer, Path(tmp) / "eval.bin"))
         batch = max(1, min(args.batch, ids.shape[0] // 2))
-        nats = evaluate_nats(model, ids, batch, args.seq_len)
-        tokens = int(ids.shape[0])
+        nats, scored = evaluate(model, ids, batch, args.seq_len)
+        corpus_tokens = int(ids.shape[0])
         del ids                                     # release the memory map before the folder goes
-    result = {"tokens": tokens, "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
+    result = {"tokens": scored, "corpus_tokens": corpus_tokens, "bits_per_token": nats / math.log(2),
+              "perplexity": math.exp(nats)}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['tokens']:,} tokens: {result['bits_per_token']:.4f} bits per token, "
-              f"perplexity {result['perplexity']:.3f}")
+        print(f"{scored:,} tokens predicted (of {corpus_tokens:,} in the corpus, in {batch} streams): "
+              f"{result['bits_per_token']:.4f} bits per token, perplexity {result['perplexity']:.3f}")
     return 0
 
 

@@ -56,6 +56,13 @@ def build_model(config: TrainConfig, vocab_size: int, tokenizer=None) -> Languag
 
 def evaluate_nats(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: int, max_batches: int = 0) -> float:
     """Mean cross-entropy (nats per token) over ``ids``, walked once with the state carried."""
+    return evaluate(model, ids, batch, seq_len, max_batches)[0]
+
+
+def evaluate(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: int,
+             max_batches: int = 0) -> tuple[float, int]:
+    """(mean cross-entropy in nats per token, number of tokens predicted) over ``ids`` laid out
+    in ``batch`` streams (see :func:`seqnet.data.iter_eval_batches`), state carried."""
     state, total, count = None, None, 0
     for k, (inputs, targets) in enumerate(iter_eval_batches(ids, batch, seq_len)):
         if max_batches and k >= max_batches:
@@ -64,7 +71,7 @@ def evaluate_nats(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: in
         tokens = inputs.shape[0] * inputs.shape[1]
         total = loss * tokens if total is None else total + loss * tokens
         count += tokens
-    return float(to_numpy(total)) / count
+    return float(to_numpy(total)) / count, count
 
 
 def train_step(model: LanguageModel, optimizer, inputs: np.ndarray, targets: np.ndarray, carry=None, *,
