@@ -162,10 +162,13 @@ def test_adam_override_matches_reference(xb64, weight_decay):
         p, m, v = want
 
 
-def test_embedding_backward_override_matches_reference(xb64):
-    """Per-id row sums: repeated ids, ids never seen, ids in any order, a single row."""
+@pytest.mark.parametrize("grouping", [True, False])
+def test_embedding_backward_override_matches_reference(xb64, grouping, monkeypatch):
+    """Per-id row sums, both ways the numpy override computes them: repeated ids, ids never
+    seen, ids in any order, a single row."""
     from seqnet.layers.embedding import embedding_backward
 
+    monkeypatch.setattr(numpy_kernels, "_grouping_is_cheaper", lambda *shape: grouping)
     kernel = xb64.kernel("embedding_backward", embedding_backward)
     rng = np.random.default_rng(3)
     for ids in ([4, 0, 4, 4, 9, 0, 2, 4, 9], [7], list(range(10))[::-1]):
