@@ -217,24 +217,28 @@ def bench_memory(torch, name: str, cell: str, threads: int) -> dict:
 
 # -- reference figures ---------------------------------------------------------------------
 def matmul_peak(torch) -> dict:
-    """float32 GFLOP/s of a large square matmul and of one LSTM step's matmul (M config)."""
-    def rate(fn, flops, n=5):
+    """float32 GFLOP/s of a large square matmul and of one LSTM step's matmul (M config), and the
+    GB/s at which a matrix-vector product streams a 12 MiB matrix (batch-1 generation's bound)."""
+    def rate(fn, work, n=5):
         fn()
         start = time.perf_counter()
         for _ in range(n):
             fn()
-        return flops * n / (time.perf_counter() - start) / 1e9
+        return work * n / (time.perf_counter() - start) / 1e9
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((1024, 1024), dtype=np.float32), rng.standard_normal((1024, 1024), dtype=np.float32)
     h, w = rng.standard_normal((64, 512), dtype=np.float32), rng.standard_normal((512, 2048), dtype=np.float32)
+    m, v = rng.standard_normal((3072, 1024), dtype=np.float32), rng.standard_normal((1024, 1), dtype=np.float32)
     out = {"numpy_1024": rate(lambda: a @ b, 2 * 1024 ** 3), "numpy_step_64x512x2048": rate(lambda: h @ w, 2 * 64 * 512 * 2048, 50)}
     if torch is not None:
         ta, tb, th, tw = (torch.from_numpy(v) for v in (a, b, h, w))
         out["torch_1024"] = rate(lambda: ta @ tb, 2 * 1024 ** 3)
         out["torch_step_64x512x2048"] = rate(lambda: th @ tw, 2 * 64 * 512 * 2048, 50)
-    return out
-
-
+    gemv = {"numpy_gemv_GBps": rate(lambda: m @ v, m.nbytes, 200)}
+    if torch is not None:
+        tm, tv = torch.from_numpy(m), torch.from_numpy(v)
+        gemv["torch_gemv_GBps"] = rate(lambda: tm @ tv, m.nbytes, 200)
+    return out, gemv
 def op_counts() -> dict:
     cells = {"lstm": LSTMCell(), "gru": GRUCell(), "rnn": RNNCell("tanh")}
     return {name: dict(zip(("forward", "backward"), ops_per_step(cell))) for name, cell in cells.items()}
@@ -274,12 +278,15 @@ def main() -> int:
                           "torch_threads": torch.get_num_threads() if torch else None,
                           "torch_onednn": bool(torch.backends.mkldnn.enabled) if torch else None,
                           "thread_pools": thread_info()},
-              "matmul_gflops": matmul_peak(torch), "ops_per_step": op_counts(),
+              "ops_per_step": op_counts(),
               "training": {}, "generation": {}, "memory_mib": {}}
     print(f"threads {args.threads} (torch {report['machine']['torch_threads']}, oneDNN "
           f"{'on' if report['machine']['torch_onednn'] else 'off'}); pools: "
           + ", ".join(f"{p['internal_api']}x{p['num_threads']}" for p in report["machine"]["thread_pools"]))
+    report["matmul_gflops"], report["gemv_gbps"] = matmul_peak(torch)
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops"].items()))
+    print("matrix-vector GB/s (3072x1024 float32): "
+          + ", ".join(f"{k.split('_')[0]} {v:.1f}" for k, v in report["gemv_gbps"].items()))
     print("array ops per step (portable loop, = GPU launches): "
           + ", ".join(f"{c} {v['forward']:.0f} fwd / {v['backward']:.0f} bwd" for c, v in report["ops_per_step"].items()))
     print("\ntraining tokens/s, median (min-max)")
