@@ -62,7 +62,7 @@ class BufferTape:
     """What a fast forward scan leaves for backward."""
 
     cell: object
-    gates: np.ndarray | None          # (T, G*H, B) activations; backward overwrites them with d_xproj (T, B, G*H)
+    gates: np.ndarray | None          # (T, G*H, B) activations, overwritten by d_xproj (T, B, G*H); None for the RNN
     hs: np.ndarray                    # (T, B, H) hidden state after each step (the layer's output)
     h0: np.ndarray                    # (B, H)
     reverse: bool
