@@ -216,11 +216,10 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
     steps, width, batch = gates.shape
     hidden = width // 4
     d_xproj = gates.reshape(steps, batch, width)     # each step's block is reused, batch-major
-    scratch = np.empty((width, batch), gates.dtype)
+    dz = np.empty((width, batch), gates.dtype)                   # this step's d_xproj, feature-major
     dc_prev = np.empty_like(dc)
     t1, tanh_c = np.empty_like(dc), np.empty_like(dc)
     d_post = np.empty((3 * hidden, batch), gates.dtype)          # dL/d(i, f, o) after the sigmoid
-    one_minus = np.empty_like(d_post)
     for t in _order(steps, tape.reverse, backward=True):
         if d_hs is not None:
             dh += d_hs[t].T
@@ -240,13 +239,13 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
         np.multiply(g, g, out=t1)
         np.subtract(1, t1, out=t1)
         t1 *= dc
-        np.multiply(t1, i, out=g)                         # d g_pre = dc i (1 - g^2)
-        np.subtract(1, ifo, out=one_minus)
-        ifo *= one_minus
-        ifo *= d_post                                     # d (i, f, o)_pre = dL/d(.) s (1 - s)
-        np.matmul(w_hh, a, out=dh)                        # dL/dh_prev = W_hh dz
-        np.copyto(scratch, a)
-        d_xproj[t] = scratch.T                            # overwrites a: its block now holds dz batch-major
+        np.multiply(t1, i, out=dz[3 * hidden:])           # d g_pre = dc i (1 - g^2)
+        dz_ifo = dz[:3 * hidden]
+        np.subtract(1, ifo, out=dz_ifo)
+        dz_ifo *= ifo
+        dz_ifo *= d_post                                  # d (i, f, o)_pre = dL/d(.) s (1 - s)
+        np.matmul(w_hh, dz, out=dh)                       # dL/dh_prev = W_hh dz
+        d_xproj[t] = dz.T                                 # overwrites a: its block now holds dz batch-major
         dc, dc_prev = dc_prev, dc
     return (dh, dc), d_xproj, d_xproj
 
