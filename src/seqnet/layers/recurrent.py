@@ -138,13 +138,16 @@ class Recurrent(Layer):
 
     # -- input checking ---------------------------------------------------------------
     def _check_input(self, x, input_table=None):
-        if input_table is not None:
-            return self._check_ids_and_table(x, input_table)
-        x = check_array(self.backend, x, "x", ndim=3, dtype=self.dtype_name)
-        if x.shape[-1] != self.input_size:
-            raise ShapeError(f"x: expected feature size (last dim) {self.input_size}, received shape {tuple(x.shape)}")
+        """x (T, B, I), or token ids (T, B) with ``input_table``; batch-first inputs are swapped to time-major."""
+        xp = self.backend.xp
+        if input_table is None:
+            x = check_array(self.backend, x, "x", ndim=3, dtype=self.dtype_name)
+            if x.shape[-1] != self.input_size:
+                raise ShapeError(f"x: expected feature size (last dim) {self.input_size}, received shape {tuple(x.shape)}")
+        else:
+            x = self._check_ids_and_table(x, input_table)
         if self.batch_first:
-            x = self.backend.xp.permute_dims(x, (1, 0, 2))
+            x = xp.permute_dims(x, (1, 0) + tuple(range(2, x.ndim)))
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ShapeError(f"x: expected at least one timestep and one batch row, received shape {tuple(x.shape)}")
         return x
@@ -161,10 +164,6 @@ class Recurrent(Layer):
         if "int" not in self.backend.dtype_name(ids.dtype):
             raise DTypeError(f"x: expected integer token ids (T, B) with input_table, received dtype "
                              f"{self.backend.dtype_name(ids.dtype)}")
-        if self.batch_first:
-            ids = self.backend.xp.permute_dims(ids, (1, 0))
-        if ids.shape[0] < 1 or ids.shape[1] < 1:
-            raise ShapeError(f"x: expected at least one timestep and one batch row, received shape {tuple(ids.shape)}")
         return ids
 
     def _state_shape(self, batch: int) -> tuple[int, int, int]:
