@@ -31,13 +31,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import seqnet  # noqa: E402
-from seqnet.backend.counting import ops_per_step  # noqa: E402
+from seqnet.kernels.counting import ops_per_step  # noqa: E402
 from seqnet.backend.threads import set_num_threads, thread_info  # noqa: E402
-from seqnet.cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from seqnet.cells import GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell  # noqa: E402
 from seqnet.data import CharTokenizer  # noqa: E402
 from seqnet.models import LanguageModel  # noqa: E402
-from seqnet.training.optimizers import Adam  # noqa: E402
-from seqnet.training.trainer import train_step  # noqa: E402
+from seqnet.training import Adam, clip_grad_norm  # noqa: E402
 
 VOCAB = 96
 CONFIGS = {
@@ -61,9 +60,13 @@ def import_torch():
 def seqnet_setup(cfg: dict, cell: str):
     model = LanguageModel(VOCAB, cfg["embed"], cfg["hidden"], cfg["layers"], cell, seed=0)
     optimizer = Adam(model.params, lr=LR)
+    xp = model.backend.xp
 
     def step(inputs: np.ndarray, targets: np.ndarray) -> float:
-        loss, _ = train_step(model, optimizer, inputs, targets, clip=CLIP)
+        model.zero_grad()
+        loss, _ = model.loss_and_grads(model.device_ids(inputs), model.device_ids(targets))
+        clip_grad_norm(model.param_grads, CLIP, xp=xp)
+        optimizer.step(model.params, model.param_grads)
         return float(loss)
     return model, step
 
@@ -239,8 +242,10 @@ def matmul_peak(torch) -> dict:
         tm, tv = torch.from_numpy(m), torch.from_numpy(v)
         gemv["torch_gemv_GBps"] = rate(lambda: tm @ tv, m.nbytes, 200)
     return out, gemv
+
+
 def op_counts() -> dict:
-    cells = {"lstm": LSTMCell(), "gru": GRUCell(), "rnn": RNNCell("tanh")}
+    cells = {"lstm": LSTMCell(), "gru": GRUCell(), "rnn": RNNCell("tanh"), "lstm_ln": LayerNormLSTMCell()}
     return {name: dict(zip(("forward", "backward"), ops_per_step(cell))) for name, cell in cells.items()}
 
 

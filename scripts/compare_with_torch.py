@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from seqnet.backend.threads import set_num_threads  # noqa: E402
 from seqnet.data import StreamBatcher, iter_eval_batches  # noqa: E402
-from seqnet.training.config import TrainConfig  # noqa: E402
-from seqnet.training.schedules import make_schedule  # noqa: E402
-from seqnet.training.trainer import Trainer, evaluate_nats  # noqa: E402
+from seqnet.tasks import LanguageModelConfig  # noqa: E402
+from seqnet.tasks.language_model import evaluate_ids  # noqa: E402
+from seqnet.training import Trainer, TrainerConfig, new_run  # noqa: E402
 
 TOLERANCE = 0.02   # |seqnet - torch| / torch on the final validation loss
 
@@ -92,10 +92,9 @@ class TorchRun:
         self.step, self.carry = 0, None
 
     def train_step(self) -> None:
-        epoch_before = self.batcher.epoch
+        if self.batcher.position % len(self.batcher) == 0:
+            self.carry = None            # the streams restart: do not carry the old state
         inputs, targets = (torch.from_numpy(a) for a in self.batcher.next_batch())
-        if self.batcher.epoch != epoch_before:
-            self.carry = None
         logits, state = self.model(inputs, self.carry)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
@@ -127,29 +126,28 @@ class SeqnetRun:
         self.trainer.train_step()
 
     def val_nats(self, val_ids) -> float:
-        return evaluate_nats(self.trainer.model, val_ids, self.args.batch, self.args.seq_len, self.args.val_batches)
+        return evaluate_ids(self.trainer.model, val_ids, self.args.batch, self.args.seq_len, self.args.val_batches)[0]
 
 
 def make_trainer(args, run_dir: str, seed: int) -> Trainer:
-    config = TrainConfig(corpus=args.corpus, tokenizer="char", cell=args.cell, embed=args.embed, hidden=args.hidden,
-                         layers=args.layers, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
-                         optimizer="adam", clip=args.clip, schedule="cosine", warmup=args.warmup, seed=seed,
-                         val_fraction=0.02, eval_batches=args.val_batches)
-    trainer = Trainer(config, run_dir, progress=False).prepare_new()   # fit tokenizer, encode corpus, build model
-    trainer.schedule = make_schedule("cosine", args.lr, args.steps, warmup_steps=min(args.warmup, args.steps // 2))
-    return trainer
+    task = LanguageModelConfig(corpus=args.corpus, tokenizer="char", cell=args.cell, embed=args.embed,
+                               hidden=args.hidden, layers=args.layers, seq_len=args.seq_len, batch=args.batch,
+                               val_fraction=0.02, eval_batches=args.val_batches)
+    trainer = TrainerConfig(steps=args.steps, lr=args.lr, optimizer="adam", clip=args.clip, schedule="cosine",
+                            warmup=min(args.warmup, args.steps // 2), seed=seed)
+    return new_run("lm", task, trainer, run_dir, progress=False)   # fit tokenizer, encode corpus, build model
 
 
 def make_torch_runs(trainer: Trainer, args, seed: int, seqnet_init: bool) -> dict[str, TorchRun]:
-    vocab = trainer.tokenizer.vocab_size
+    vocab = trainer.task.tokenizer.vocab_size
     sizes = (vocab, args.embed, args.hidden, args.layers, args.cell)
     torch.manual_seed(seed)
     own = TorchLM(*sizes)                                  # torch's default init, torch's seed
-    runs = {"torch": TorchRun(own, trainer.train_ids, args, trainer.schedule)}
+    runs = {"torch": TorchRun(own, trainer.task.train_ids, args, trainer.schedule)}
     if seqnet_init:
         copied = TorchLM(*sizes)
         copied.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in trainer.model.state_dict().items()})
-        runs["torch_seqnet_init"] = TorchRun(copied, trainer.train_ids, args, trainer.schedule)
+        runs["torch_seqnet_init"] = TorchRun(copied, trainer.task.train_ids, args, trainer.schedule)
     return runs
 
 
@@ -185,9 +183,9 @@ def summarize(per_seed: list[dict], args, trainer) -> dict:
     seconds = {name: float(np.mean([run["seconds"][name] for run in per_seed if name in run["seconds"]]))
                for name in first["seconds"]}
     return {
-        "config": vars(args) | {"vocab_size": trainer.tokenizer.vocab_size,
+        "config": vars(args) | {"vocab_size": trainer.task.tokenizer.vocab_size,
                                 "parameters": trainer.model.num_parameters(),
-                                "train_tokens": int(trainer.train_ids.shape[0])},
+                                "train_tokens": int(trainer.task.train_ids.shape[0])},
         "curve_bits_per_token_first_seed": [{k: (v if k == "step" else v / math.log(2)) for k, v in r.items()}
                                             for r in first["rows"]],
         "final_nats_per_token_per_seed": {run["seed"]: {k: v for k, v in run["rows"][-1].items() if k != "step"}
@@ -234,7 +232,7 @@ def main(argv=None) -> int:
         for k, seed in enumerate(seeds):
             trainer = make_trainer(args, run_dir, seed)
             runs = {"seqnet": SeqnetRun(trainer, args), **make_torch_runs(trainer, args, seed, seqnet_init=k == 0)}
-            rows, seconds = train_and_evaluate(runs, trainer.val_ids, args)
+            rows, seconds = train_and_evaluate(runs, trainer.task.val_ids, args)
             per_seed.append({"seed": seed, "rows": rows, "seconds": seconds})
         result = summarize(per_seed, args, trainer)
     result["total_seconds"] = time.perf_counter() - started

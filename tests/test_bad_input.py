@@ -98,10 +98,16 @@ def test_hx_wrong_dtype(rnn):
 
 
 def test_lstm_hx_not_a_tuple(lstm):
-    with pytest.raises(ShapeError, match=r"hx: expected a tuple of 2 arrays \('h', 'c'\), received ndarray"):
+    with pytest.raises(ShapeError, match=r"hx: expected a tuple of 2 arrays \(h and c\), received a ndarray"):
         lstm(_x(), np.zeros((2, B, H), np.float32))
-    with pytest.raises(ValueError, match=r"tuple of 2 arrays.*received tuple"):
+    with pytest.raises(ValueError, match=r"tuple of 2 arrays.*received a tuple of 1"):
         lstm(_x(), (np.zeros((2, B, H), np.float32),))
+
+
+def test_gru_hx_given_as_a_tuple_says_the_state_is_one_array():
+    gru = seqnet.GRU(I, H, num_layers=2, seed=0)
+    with pytest.raises(ShapeError, match=r"hx: expected one \(D\*num_layers, B, H\) array .* received a tuple of 1"):
+        gru(_x(), (np.zeros((2, B, H), np.float32),))
 
 
 def test_lstm_c0_wrong_shape_names_the_element(lstm):

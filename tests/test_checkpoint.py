@@ -35,16 +35,20 @@ def _weights(seed=0):
     }
 
 
-def _save(run_dir, step, seed=0, **kwargs):
+TASK_ARRAYS = {"carry/0": np.arange(6.0).reshape(1, 2, 3)}
+
+
+def _save(run_dir, step, seed=0, trainer_extra=None, **kwargs):
     return ckpt.save_checkpoint(
         run_dir,
         config={"model": "lstm", "hidden_size": 3, "lr": 0.1, "betas": [0.9, 0.999]},
-        tokenizer={"kind": "char", "vocab": ["a", "b", "\n", "é"]},
+        task={"kind": "lm", "setup": {"tokenizer": {"kind": "char", "vocab": ["a", "b", "\n", "é"]}},
+              "state": {"rng": ckpt.rng_to_json(np.random.default_rng(seed)),
+                        "data": {"epoch": 1, "offset": 2**62 + 1, "order": [3, 1, 2]}}},
+        trainer={"optimizer": {"name": "adam", "t": step}, **(trainer_extra or {})},
         weights=_weights(seed),
         optimizer_arrays={"m.lstm.bias": np.full(8, 0.25), "v.lstm.bias": np.zeros(8)},
-        optimizer_state={"name": "adam", "t": step},
-        rng_state={"init": ckpt.rng_to_json(np.random.default_rng(seed))},
-        data_state={"epoch": 1, "offset": 2**62 + 1, "order": [3, 1, 2]},
+        task_arrays=TASK_ARRAYS,
         step=step,
         **kwargs,
     )
@@ -64,7 +68,7 @@ def _array_file(step_dir, role="weights"):
 
 
 def test_round_trip(tmp_path, array_format):
-    step_dir = _save(tmp_path, 7, extra={"best_val_bits_per_token": 1.25, "note": None})
+    step_dir = _save(tmp_path, 7, trainer_extra={"history": [[1, 2.5]], "note": None})
     assert step_dir == tmp_path / "checkpoints" / "step-00000007"
     assert _array_file(step_dir).suffix == array_format
 
@@ -74,10 +78,11 @@ def test_round_trip(tmp_path, array_format):
     _assert_arrays_equal(loaded.weights, _weights())
     _assert_arrays_equal(loaded.optimizer_arrays, {"m.lstm.bias": np.full(8, 0.25), "v.lstm.bias": np.zeros(8)})
     assert loaded.config == {"model": "lstm", "hidden_size": 3, "lr": 0.1, "betas": [0.9, 0.999]}
-    assert loaded.tokenizer == {"kind": "char", "vocab": ["a", "b", "\n", "é"]}
-    assert loaded.optimizer_state == {"name": "adam", "t": 7}
-    assert loaded.data_state == {"epoch": 1, "offset": 2**62 + 1, "order": [3, 1, 2]}
-    assert loaded.extra == {"best_val_bits_per_token": 1.25, "note": None}
+    assert loaded.task["setup"] == {"tokenizer": {"kind": "char", "vocab": ["a", "b", "\n", "é"]}}
+    assert loaded.task["state"]["data"] == {"epoch": 1, "offset": 2**62 + 1, "order": [3, 1, 2]}
+    assert loaded.trainer == {"optimizer": {"name": "adam", "t": 7}, "history": [[1, 2.5]], "note": None}
+    _assert_arrays_equal(loaded.task_arrays, TASK_ARRAYS)
+    assert ckpt.load_checkpoint(tmp_path, optimizer=False).optimizer_arrays is None
     assert json.loads((tmp_path / "config.json").read_text())["hidden_size"] == 3
     # the step directory itself is loadable too
     assert ckpt.load_checkpoint(step_dir).step == 7
@@ -105,10 +110,10 @@ def test_rng_state_survives_a_checkpoint(tmp_path, array_format):
     generator = np.random.default_rng(99)
     generator.normal(size=5)
     ckpt.save_checkpoint(
-        tmp_path, config={}, tokenizer={}, weights={}, optimizer_arrays={}, optimizer_state={},
-        rng_state={"train": ckpt.rng_to_json(generator)}, data_state={}, step=1,
+        tmp_path, config={}, task={"state": {"train": ckpt.rng_to_json(generator)}}, trainer={}, weights={},
+        optimizer_arrays={}, task_arrays={}, step=1,
     )
-    restored = ckpt.rng_from_json(ckpt.load_checkpoint(tmp_path).rng_state["train"])
+    restored = ckpt.rng_from_json(ckpt.load_checkpoint(tmp_path).task["state"]["train"])
     np.testing.assert_array_equal(restored.normal(size=20), generator.normal(size=20))
 
 

@@ -74,7 +74,8 @@ def test_train_writes_the_run_directory(trained):
 def test_train_config_and_pointer(trained):
     run_dir, corpus, _ = trained
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["hidden"] == 16 and config["steps"] == 12 and config["corpus"] == str(corpus)
+    assert config["task"]["kind"] == "lm" and config["task"]["hidden"] == 16 and config["task"]["corpus"] == str(corpus)
+    assert config["trainer"]["steps"] == 12
     pointer = json.loads((run_dir / "latest.json").read_text())
     assert pointer["step"] == 12 and (run_dir / pointer["checkpoint"] / "meta.json").is_file()
 
@@ -219,21 +220,23 @@ def test_bad_number_is_a_usage_error(tmp_path):
 NAN_AT = 8
 
 
-def _nan_config(corpus, out):
-    from seqnet.training.config import TrainConfig
+def _nan_trainer(corpus, out):
+    from seqnet.tasks import LanguageModelConfig
+    from seqnet.training import TrainerConfig, new_run
 
-    return TrainConfig(corpus=str(corpus), hidden=16, embed=8, batch=4, seq_len=16, steps=12, eval_every=5,
-                       sample_every=100, sample_length=0, checkpoint_every=5, log_every=1, out=str(out))
+    task = LanguageModelConfig(corpus=str(corpus), hidden=16, embed=8, batch=4, seq_len=16, sample_every=100,
+                               sample_length=0)
+    trainer = TrainerConfig(steps=12, eval_every=5, checkpoint_every=5, log_every=1)
+    return new_run("lm", task, trainer, out, progress=False, log=lambda text: None)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from seqnet.errors import NonFiniteLossError
+    from seqnet.training import load_model
     from seqnet.training.checkpoint import load_checkpoint
-    from seqnet.training.trainer import Trainer, load_model
 
     corpus = write_corpus(tmp_path / "c.txt")
-    trainer = Trainer(_nan_config(corpus, tmp_path / "run"), tmp_path / "run", progress=False,
-                      log=lambda text: None).prepare_new()
+    trainer = _nan_trainer(corpus, tmp_path / "run")
     real = trainer.model.loss_and_grads
 
     def poisoned(*args, **kwargs):

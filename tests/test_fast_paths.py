@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 
 import seqnet
+from seqnet import kernels
 from seqnet.backend import to_numpy
-from seqnet.backend import numpy_kernels
-from seqnet.backend.counting import ops_per_step
-from seqnet.cells import GRUCell, LSTMCell, RNNCell
-from seqnet.layers import time_loop
+from seqnet.cells import GRUCell, LSTMCell, LayerNormLSTMCell, RNNCell
+from seqnet.kernels import numpy as numpy_kernels
+from seqnet.kernels import time_loop
+from seqnet.kernels.counting import ops_per_step
 
 CASES = [
     (seqnet.LSTM, {}),
+    (seqnet.LSTM, {"layer_norm": True}),
     (seqnet.GRU, {}),
     (seqnet.GRU, {"reset_after": False}),
     (seqnet.RNN, {"nonlinearity": "tanh"}),
@@ -23,7 +25,7 @@ CASES = [
 def without_overrides(layer):
     """``layer`` on a copy of its backend with every override removed: the portable reference."""
     layer.backend = copy.copy(layer.backend)
-    layer.backend.kernels = {}
+    layer.backend.fast_paths = False
     return layer
 
 
@@ -64,24 +66,26 @@ def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
 
 
 def test_numpy_registers_its_overrides_and_others_use_the_reference(xb):
-    scan = xb.kernel("scan_forward", time_loop.scan_forward)
+    scan = kernels.scan_kernels(xb, LSTMCell(), masked=False)
     if xb.name == "numpy":
-        assert scan is numpy_kernels.scan_forward
+        assert scan is numpy_kernels.SCAN_KERNELS["lstm"]
     else:
-        assert scan is time_loop.scan_forward
+        assert scan is kernels.REFERENCE_SCAN
+    assert kernels.scan_kernels(xb, LSTMCell(), masked=True) is kernels.REFERENCE_SCAN       # no masks in the fused loop
+    assert kernels.scan_kernels(xb, GRUCell(reset_after=False), masked=False) is kernels.REFERENCE_SCAN
 
 
 @pytest.mark.parametrize("cell", [LSTMCell(), GRUCell(), RNNCell("tanh"), RNNCell("relu")], ids=lambda c: c.name)
 def test_numpy_override_is_really_taken(monkeypatch, cell):
     """The agreement test above would pass vacuously if the override always fell back."""
     calls = []
-    real = numpy_kernels._order
+    real = numpy_kernels.time_loop._order
 
     def spy(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(numpy_kernels, "_order", spy)
+    monkeypatch.setattr(numpy_kernels.time_loop, "_order", spy)
     with seqnet.backend("numpy"):
         cls = {"lstm": seqnet.LSTM, "gru": seqnet.GRU, "rnn": seqnet.RNN}[cell.name]
         kwargs = {"nonlinearity": cell.nonlinearity} if cell.name == "rnn" else {}
@@ -136,7 +140,7 @@ def test_token_stepper_equals_full_forward(xb, cell):
     rows = [list(tokenizer.encode("abc")) for _ in range(2)]
     for _ in range(8):
         ids = xb.asarray(np.array(rows).T, "int64")
-        logits, _, _ = model.forward(ids, None, training=False)
+        logits, _ = model(ids)
         for row, token in zip(rows, np.argmax(to_numpy(logits)[-1], axis=-1)):
             row.append(int(token))
     assert texts == [tokenizer.decode(np.array(row)) for row in rows]
@@ -144,9 +148,9 @@ def test_token_stepper_equals_full_forward(xb, cell):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_adam_override_matches_reference(xb64, weight_decay):
-    from seqnet.training import optimizers
+    from seqnet.kernels import optimizers
 
-    update = xb64.kernel("adam_update", optimizers.adam_update)
+    update = kernels.kernel(xb64, "adam_update")
     rng = np.random.default_rng(0)
     p, m, v = (xb64.asarray(rng.standard_normal((3, 4)), "float64") for _ in range(3))
     v = v * v
@@ -166,10 +170,10 @@ def test_adam_override_matches_reference(xb64, weight_decay):
 def test_embedding_backward_override_matches_reference(xb64, grouping, monkeypatch):
     """Per-id row sums, both ways the numpy override computes them: repeated ids, ids never
     seen, ids in any order, a single row."""
-    from seqnet.layers.embedding import embedding_backward
+    from seqnet.kernels.embedding import embedding_backward
 
-    monkeypatch.setattr(numpy_kernels, "_grouping_is_cheaper", lambda *shape: grouping)
-    kernel = xb64.kernel("embedding_backward", embedding_backward)
+    monkeypatch.setattr(numpy_kernels.embedding, "_grouping_is_cheaper", lambda *shape: grouping)
+    kernel = kernels.kernel(xb64, "embedding_backward")
     rng = np.random.default_rng(3)
     for ids in ([4, 0, 4, 4, 9, 0, 2, 4, 9], [7], list(range(10))[::-1]):
         host = np.asarray(ids, dtype=np.int64)

@@ -11,7 +11,8 @@ import seqnet
 from seqnet import to_numpy
 from seqnet.data import CharTokenizer, WordTokenizer
 from seqnet.errors import ConfigError
-from seqnet.models import LanguageModel, next_token_probs, sample_next
+from seqnet.decoding import next_token_probs, sample_next
+from seqnet.models import LanguageModel
 
 PROBS = np.asarray([0.5, 0.3, 0.15, 0.05])
 TEXT = "the cat sat on the mat\nthe dog sat on the log\n"
@@ -172,7 +173,7 @@ def test_generate_needs_a_tokenizer():
 
 def test_gumbel_blocks_repeat_the_generator_stream():
     """Drawing the noise in blocks changes nothing: the same numbers as one draw per step."""
-    from seqnet.models.sampling import gumbel_blocks
+    from seqnet.decoding import gumbel_blocks
 
     per_step = np.random.default_rng(4)
     blocks = gumbel_blocks(np.random.default_rng(4), (2, 5), block=3)

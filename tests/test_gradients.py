@@ -76,7 +76,7 @@ class Problem:
     def _forward(self, x, states):
         if self.dropout_seed is not None:
             # Same dropout masks in every evaluation: the masks come from the layer's host RNG.
-            self.layer._rng = np.random.default_rng(self.dropout_seed)
+            self.layer.dropout_rng = np.random.default_rng(self.dropout_seed)
         return self.layer.forward(self._dev(x), self._hx(states), self.lengths)
 
     def loss(self, x=None, states=None):

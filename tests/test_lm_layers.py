@@ -15,14 +15,13 @@ import pytest
 from conftest import assert_close
 from oracles import central_differences
 from seqnet import to_numpy
-from seqnet.layers import Embedding, Linear, embedding_backward, softmax_cross_entropy
+from seqnet.kernels.embedding import embedding_backward
+from seqnet.layers import Embedding, Linear, softmax_cross_entropy
 from seqnet.models import LanguageModel
 from seqnet.models import language_model
 
 EPS = 1e-6
 TOL = 1e-6
-
-
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -72,9 +71,9 @@ def test_embedding_backward_reference_matches_add_at(xb64):
 
 def test_embedding_backward_reference_chunks(xb64, monkeypatch):
     """The one-hot chunks (several, the last one partial) add up to the same table."""
-    import seqnet.layers.embedding as embedding_module
+    import seqnet.kernels.embedding as embedding_module
 
-    monkeypatch.setattr(embedding_module, "_ONE_HOT_CHUNK", 3 * 7)   # chunks of 3 ids for V = 7
+    monkeypatch.setattr(embedding_module, "ONE_HOT_CHUNK", 3 * 7)   # chunks of 3 ids for V = 7
     ids = np.asarray([2, 0, 2, 2, 5, 0, 6, 2], dtype=np.int64)
     d_out = np.random.default_rng(2).standard_normal((ids.shape[0], 4))
     expected = np.zeros((7, 4))
@@ -112,27 +111,24 @@ def test_linear_forward_and_backward(xb64):
     assert_close(xb64, grads["bias"], central_differences(loss_of("bias"), public["bias"].copy()), rtol=TOL, atol=TOL)
 
 
-def test_linear_tied_weight_returns_its_gradient(xb64):
-    """forward(x, weight=W (in, out)) uses W, leaves the own weight's gradient alone and returns dW."""
+def test_tied_linear_layers_share_one_parameter_and_add_their_gradients(xb64):
+    """Linear(weight=<another layer's Parameter>) computes with that array, and both layers'
+    backprops add into its one gradient: d/dW sum((x1 W^T) U1) + sum((x2 W^T) U2) = U1^T x1 + U2^T x2."""
     rng = np.random.default_rng(4)
-    layer = Linear(4, 3, dtype="float64", seed=2)
-    bias = to_numpy(layer.state_dict()["bias"])
-    x = rng.standard_normal((5, 4))
-    tied = rng.standard_normal((4, 3))
-    upstream = rng.standard_normal((5, 3))
-
-    y, backprop = layer.forward(xb64.asarray(x, "float64"), weight=xb64.asarray(tied, "float64"))
-    assert_close(xb64, y, x @ tied + bias, rtol=1e-12, atol=1e-12)
-    dx, d_w = backprop(xb64.asarray(upstream, "float64"))
-
-    def loss(w):
-        out, _ = layer.forward(xb64.asarray(x, "float64"), weight=xb64.asarray(w, "float64"))
-        return float(np.sum(to_numpy(out) * upstream))
-
-    assert_close(xb64, d_w, central_differences(loss, tied.copy()), rtol=TOL, atol=TOL)
-    assert_close(xb64, dx, upstream @ tied.T, rtol=1e-12, atol=1e-12)
-    assert_close(xb64, layer.grads["weight"], np.zeros((3, 4)), rtol=0, atol=0)
-    assert_close(xb64, layer.grads["bias"], upstream.sum(axis=0), rtol=1e-12, atol=1e-12)
+    first = Linear(4, 3, dtype="float64", seed=2)
+    second = Linear(4, 3, dtype="float64", seed=5, weight=first.parameter("weight"))
+    assert second.parameter("weight") is first.parameter("weight")
+    w = to_numpy(first.state_dict()["weight"])
+    x1, x2 = rng.standard_normal((5, 4)), rng.standard_normal((2, 4))
+    u1, u2 = rng.standard_normal((5, 3)), rng.standard_normal((2, 3))
+    y2, back2 = second.forward(xb64.asarray(x2, "float64"))
+    assert_close(xb64, y2, x2 @ w.T + to_numpy(second.state_dict()["bias"]), rtol=1e-12, atol=1e-12)
+    _, back1 = first.forward(xb64.asarray(x1, "float64"))
+    back1(xb64.asarray(u1, "float64"))
+    dx2 = back2(xb64.asarray(u2, "float64"))
+    assert_close(xb64, first.grads["weight"], u1.T @ x1 + u2.T @ x2, rtol=1e-12, atol=1e-12)
+    assert_close(xb64, dx2, u2 @ w, rtol=1e-12, atol=1e-12)
+    assert set(second.state_dict()) == {"weight", "bias"}
 
 
 # --------------------------------------------------------------------------- loss
@@ -204,16 +200,16 @@ MODEL_CASES = [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True)]
 
 @pytest.fixture(params=["looked-up", "multiplied"])
 def input_projection(request, monkeypatch):
-    """Both ways of computing layer 0's input projection: looked up in the folded (V, G*H)
-    table (the embedding layer is then never run), or embedding lookup then matmul."""
+    """Both ways of computing layer 0's input projection: looked up in the input table
+    E @ W_ih (V, G*H) (the embedding layer is then never run), or embedding lookup then matmul."""
     if request.param == "looked-up":
-        monkeypatch.setattr(language_model, "FOLD_MIN_EMBED", 1)
+        monkeypatch.setattr(language_model, "INPUT_TABLE_MIN_EMBED", 1)
 
         def refuse(self, ids):
-            raise AssertionError("the folded path must not run the embedding layer")
+            raise AssertionError("the input-table path must not run the embedding layer")
         monkeypatch.setattr(Embedding, "forward", refuse)
     else:
-        monkeypatch.setattr(language_model, "FOLD_MIN_EMBED", 10 ** 9)
+        monkeypatch.setattr(language_model, "INPUT_TABLE_MIN_EMBED", 10 ** 9)
     return request.param
 
 
@@ -243,11 +239,11 @@ def test_language_model_gradients_by_finite_differences(xb64, cell, tie, input_p
         entries = [flat[i] for i in rng.choice(len(flat), size=min(6, len(flat)), replace=False)]
 
         def f(perturbed, name=name):
-            model.set_params({name: xb64.asarray(perturbed, "float64")})
+            model.params[name] = xb64.asarray(perturbed, "float64")
             return float(to_numpy(model.loss(inp, tgt)[0]))
 
         numeric = central_differences(f, value.copy(), entries)
-        model.set_params({name: xb64.asarray(value, "float64")})
+        model.params[name] = xb64.asarray(value, "float64")
         picked = tuple(np.asarray(entries).T)
         np.testing.assert_allclose(analytic[name][picked], numeric[picked], rtol=1e-5, atol=1e-8, err_msg=name)
         assert xb64.owns(model.param_grads[name])
@@ -274,7 +270,7 @@ def test_lstm_language_model_agrees_with_torch(xb64, input_projection):
     assert_close(xb64, my_h, h_n.detach().numpy(), rtol=1e-10, atol=1e-10)
     assert_close(xb64, my_c, c_n.detach().numpy(), rtol=1e-10, atol=1e-10)
     for prefix, module in (("embedding", emb), ("rnn", rnn), ("decoder", dec)):
-        mine = model.layers[prefix].grads
+        mine = getattr(model, prefix).grads
         theirs = dict(module.named_parameters())
         assert set(mine) == set(theirs), prefix
         for name, param in theirs.items():
@@ -289,7 +285,8 @@ def test_looked_up_projection_in_float32_matches_the_plain_path(xb, cell, monkey
     inp, tgt = (_ids(xb, a) for a in _batch(seed=12, steps=5))
     results = []
     for threshold in (10 ** 9, 1):                       # plain, then looked up
-        monkeypatch.setattr(language_model, "FOLD_MIN_EMBED", threshold)
+        monkeypatch.setattr(language_model, "INPUT_TABLE_MIN_EMBED", threshold)
+        model.zero_grad()
         loss, _ = model.loss_and_grads(inp, tgt)
         results.append((to_numpy(loss), {k: to_numpy(v) for k, v in model.param_grads.items()}))
         assert all(xb.owns(g) for g in model.param_grads.values())
@@ -300,33 +297,43 @@ def test_looked_up_projection_in_float32_matches_the_plain_path(xb, cell, monkey
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_input_table_matches_the_layer_input(xb64, batch_first):
-    """Recurrent(input_table=E @ W_ih^T + bias) fed ids equals the plain layer fed E[ids]; its
-    dx is the gradient w.r.t. the looked-up projections (so dx @ W_ih is the plain layer's dx)."""
-    from seqnet.layers import GRU
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_input_table_matches_the_layer_input(xb64, batch_first, layer_norm):
+    """Recurrent(input_table=E @ W) fed ids, W = weight_ih_l0 in the layer's internal layout
+    (I, G*H), equals the plain layer fed E[ids]; its dx is the gradient S w.r.t. the table
+    (V, G*H), from which the caller gets dE = S W^T and dW = E^T S: those equal the plain
+    layer's per-token input gradients and its weight_ih_l0 gradient. With layer_norm the
+    cell's input transform (a layer norm per row) runs on the table's rows."""
+    from seqnet.layers import GRU, LSTM
 
     rng = np.random.default_rng(11)
-    layer = GRU(3, 4, num_layers=2, batch_first=batch_first, dtype="float64", seed=2)
+    layer = (LSTM(3, 4, num_layers=2, batch_first=batch_first, dtype="float64", seed=2, layer_norm=True)
+             if layer_norm else GRU(3, 4, num_layers=2, batch_first=batch_first, dtype="float64", seed=2))
     emb, ids = rng.standard_normal((6, 3)), rng.integers(0, 6, (5, 2))
     d_out = rng.standard_normal((5, 2, 4))
-    w_ih = to_numpy(layer.state_dict()["weight_ih_l0"])                 # (3H, I), PyTorch layout
-    table = emb @ w_ih.T + to_numpy(layer.projection_bias(0))
+    w_ih = to_numpy(layer.params["weight_ih_l0"])                       # (I, G*H), internal layout
+    table = emb @ w_ih
 
     (out, h_n), back = layer.forward(xb64.asarray(emb[ids], "float64"))
     dx, _ = back(xb64.asarray(d_out, "float64"))
-    plain = {k: to_numpy(v) for k, v in layer.grads.items()}
+    plain = {k: to_numpy(v) for k, v in layer.param_grads.items()}
     layer.zero_grad()
     (out_t, h_n_t), back_t = layer.forward(_ids(xb64, ids), input_table=xb64.asarray(table, "float64"))
-    d_proj, _ = back_t(xb64.asarray(d_out, "float64"))
-    assert tuple(d_proj.shape) == ids.shape + (12,)
+    d_table, _ = back_t(xb64.asarray(d_out, "float64"))
+    assert tuple(d_table.shape) == table.shape
+    h_n, h_n_t = (h_n, h_n_t) if layer_norm else ((h_n,), (h_n_t,))
     assert_close(xb64, out_t, to_numpy(out), rtol=1e-12, atol=1e-12)
-    assert_close(xb64, h_n_t, to_numpy(h_n), rtol=1e-12, atol=1e-12)
-    assert_close(xb64, dx, to_numpy(d_proj) @ w_ih, rtol=1e-12, atol=1e-12)
-    for name, grad in layer.grads.items():
+    for a, b in zip(h_n_t, h_n):
+        assert_close(xb64, a, to_numpy(b), rtol=1e-12, atol=1e-12)
+    per_token = np.zeros_like(emb)
+    np.add.at(per_token, ids.reshape(-1), to_numpy(dx).reshape(-1, 3))      # dx has the layout of the input
+    np.testing.assert_allclose(to_numpy(d_table) @ w_ih.T, per_token, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(emb.T @ to_numpy(d_table), plain["weight_ih_l0"], rtol=1e-10, atol=1e-12)
+    for name, grad in layer.param_grads.items():
         if name == "weight_ih_l0":                                      # the caller's to compute
             np.testing.assert_array_equal(to_numpy(grad), 0.0)
         else:
-            assert_close(xb64, grad, plain[name], rtol=1e-12, atol=1e-12, err_msg=name)
+            assert_close(xb64, grad, plain[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -334,14 +341,14 @@ def test_carried_state_continues_the_sequence(xb64, cell):
     model = LanguageModel(V, E, H, num_layers=2, cell=cell, dtype="float64", seed=5)
     inputs, targets = _batch(seed=10, steps=6)
     first, second = slice(0, 3), slice(3, 6)
-    full_logits, full_final, _ = model.forward(_ids(xb64, inputs), training=False)
+    full_logits, full_final = model(_ids(xb64, inputs))
     full_logits = to_numpy(full_logits)
 
     loss1, state = model.loss_and_grads(_ids(xb64, inputs[first]), _ids(xb64, targets[first]))
     loss2, final = model.loss_and_grads(_ids(xb64, inputs[second]), _ids(xb64, targets[second]), state)
     assert_close(xb64, loss1, _ce_oracle(full_logits[first], targets[first]), rtol=1e-12, atol=1e-12)
     assert_close(xb64, loss2, _ce_oracle(full_logits[second], targets[second]), rtol=1e-12, atol=1e-12)
-    logits2, _, _ = model.forward(_ids(xb64, inputs[second]), state, training=False)
+    logits2, _ = model(_ids(xb64, inputs[second]), state)
     assert_close(xb64, logits2, full_logits[second], rtol=1e-12, atol=1e-12)
     for mine, whole in zip(final if isinstance(final, tuple) else (final,),
                            full_final if isinstance(full_final, tuple) else (full_final,)):

@@ -11,7 +11,8 @@ from conftest import assert_close
 from seqnet.backend import make_backend, to_numpy
 from seqnet.errors import ConfigError, DTypeError, ShapeError
 from seqnet.training.clipping import clip_grad_norm, clip_grad_value
-from seqnet.training.optimizers import adam_update, make_optimizer
+from seqnet.kernels.optimizers import adam_update
+from seqnet.training.optimizers import make_optimizer
 from seqnet.training.schedules import constant, cosine, make_schedule, step_decay, warmup
 
 SHAPES = {"rnn.weight_ih_l0": (4, 3), "rnn.bias_ih_l0": (4,), "fc.weight": (2, 2, 3)}
@@ -151,14 +152,16 @@ def test_state_lives_on_the_params_backend(xb):
     assert isinstance(opt.lr, float)
 
 
-def test_step_calls_the_registered_kernel(xb):
-    calls = []
+def test_step_runs_the_kernel_that_dispatch_selects(xb, monkeypatch):
+    from seqnet import kernels
+
+    calls, selected = [], kernels.kernel
 
     def spy(*args, **kwargs):
         calls.append(kwargs["step"])
         return adam_update(*args, **kwargs)
 
-    xb.kernels["adam_update"] = spy
+    monkeypatch.setattr(kernels, "kernel", lambda backend, name: spy if name == "adam_update" else selected(backend, name))
     _first_steps(xb, "adam", dict(lr=0.01), 2)
     assert calls == [1, 1, 1, 2, 2, 2]
 

@@ -60,8 +60,10 @@ def assert_same_run(a: Path, b: Path) -> None:
         assert np.array_equal(weight, ckpt_b.weights[name]), name
     for name, array in ckpt_a.optimizer_arrays.items():
         assert np.array_equal(array, ckpt_b.optimizer_arrays[name]), name
-    assert ckpt_a.rng_state == ckpt_b.rng_state
-    assert ckpt_a.extra["history"] == ckpt_b.extra["history"]       # the per-step loss trajectory
+    for name, array in ckpt_a.task_arrays.items():                  # the carried state
+        assert np.array_equal(array, ckpt_b.task_arrays[name]), name
+    assert ckpt_a.task["state"] == ckpt_b.task["state"]             # data position, dropout RNG
+    assert ckpt_a.trainer["history"] == ckpt_b.trainer["history"]   # the per-step loss trajectory
     assert eval_records(a) == eval_records(b)
 
 
@@ -115,25 +117,30 @@ def test_resume_of_a_finished_run_continues_to_more_steps(uninterrupted, tmp_pat
     assert summary["steps"] == STEPS + 10
     ckpt = load_checkpoint(out)
     assert ckpt.step == STEPS + 10
-    assert ckpt.config["steps"] == STEPS + 10
-    assert [step for step, _ in ckpt.extra["history"]][-1] == STEPS + 9
+    assert ckpt.config["trainer"]["steps"] == STEPS + 10
+    assert [step for step, _ in ckpt.trainer["history"]][-1] == STEPS + 9
     after = eval_records(out)
     assert {k: v for k, v in after.items() if k <= STEPS} == before and STEPS + 10 in after
     assert any(not np.array_equal(w, load_checkpoint(uninterrupted).weights[k]) for k, w in ckpt.weights.items())
 
 
-def test_resume_honours_steps_equal_to_the_default(tmp_path, monkeypatch, capsys):
-    """--resume --steps N must apply N even when N is the preset's default (here patched to 14)."""
+def test_resume_takes_steps_and_refuses_any_other_setting_that_differs(tmp_path, capsys):
+    """--resume --steps N applies N; a flag equal to the run's own value is accepted, and one
+    that differs is refused by name, even when it is the flag's default value."""
     from seqnet.cli import main as cli
 
-    monkeypatch.setattr(cli.DEFAULTS, "steps", 14)
     corpus = write_corpus(tmp_path / "c.txt")
     out = tmp_path / "run"
     tiny = ["--hidden", "8", "--embed", "4", "--batch", "2", "--seq-len", "8", "--eval-every", "6",
             "--checkpoint-every", "6", "--sample-length", "0", "--no-progress", "--json"]
     assert cli.main(["train", "--corpus", str(corpus), "--out", str(out), "--steps", "12", *tiny]) == 0
     assert load_checkpoint(out).step == 12
-    assert cli.main(["train", "--out", str(out), "--resume", "--steps", "14", "--no-progress", "--json"]) == 0
+    assert cli.main(["train", "--out", str(out), "--resume", "--steps", "14", "--hidden", "8", "--no-progress",
+                     "--json"]) == 0
     assert load_checkpoint(out).step == 14
     assert cli.main(["train", "--out", str(out), "--resume", "--no-progress", "--json"]) == 0   # keeps the run's 14
+    assert load_checkpoint(out).step == 14
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(out), "--resume", "--steps", "20", "--hidden", "256", "--no-progress"]) == 2
+    assert "--hidden 256 (the run's: 8)" in capsys.readouterr().err           # 256 is --hidden's default
     assert load_checkpoint(out).step == 14

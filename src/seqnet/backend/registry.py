@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -23,15 +23,14 @@ FLOAT_DTYPES = ("float32", "float64")
 class Backend:
     """An array namespace ``xp`` and the device that every array of this backend lives on.
 
-    ``kernels`` maps the name of a portable reference function (for example
-    ``"lstm_forward_step"``) to a faster override for this backend; :meth:`kernel`
-    picks the override when there is one.
+    ``fast_paths``: whether :mod:`seqnet.kernels` may run this backend's overrides of the
+    portable reference kernels (False runs the references, as tests and op counts need).
     """
 
     name: str
     xp: Any
     device: Any
-    kernels: dict[str, Callable] = field(default_factory=dict)
+    fast_paths: bool = True
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
@@ -74,10 +73,6 @@ class Backend:
         if self.name == "cupy":
             return self.device
         return contextlib.nullcontext()
-
-    def kernel(self, name: str, reference: Callable) -> Callable:
-        """The override registered for ``name`` on this backend, else ``reference``."""
-        return self.kernels.get(name, reference)
 
 
 def float_dtype_name(dtype: Any) -> str:
@@ -225,11 +220,7 @@ def make_backend(name: str | Backend, device: Any = None) -> Backend:
         return name if device is None else make_backend(name.name, device)
     if name not in _FACTORIES:
         raise ConfigError(f"backend: expected one of {BACKEND_NAMES}, received {name!r}")
-    backend = _FACTORIES[name](device)
-    from .fast import register_fast_kernels
-
-    register_fast_kernels(backend)
-    return backend
+    return _FACTORIES[name](device)
 
 
 _current: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("seqnet_backend", default=None)

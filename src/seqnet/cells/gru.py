@@ -21,15 +21,17 @@ class GRUCell(Cell):
     num_gates = 3
     torch_gate_order = ("r", "z", "n")
     internal_gate_order = ("r", "z", "n")
+    kernel = "gru"
 
     def __init__(self, reset_after: bool = True):
         self.reset_after = bool(reset_after)
         # b_hn sits inside r * (...) when resetting after the matmul: it cannot be pre-added.
         self.fold_hidden_bias = not self.reset_after
 
-    def forward_step(self, xproj, state, w_hh, b_hh, *, xp):
+    def forward_step(self, xproj, state, p, *, xp):
         (h,) = state
         hidden = h.shape[-1]
+        w_hh, b_hh = p.weight_hh, p.bias_hh
         if self.reset_after:
             hproj = xp.matmul(h, w_hh)                             # (B, 3H)
             if b_hh is not None:
@@ -46,8 +48,9 @@ class GRUCell(Cell):
         h_new = n + z * (h - n)                                    # (1 - z) n + z h
         return (h_new,), (h, rz, n, hn)
 
-    def backward_step(self, d_state, cache, w_hh, *, xp):
+    def backward_step(self, d_state, cache, p, *, xp):
         (dh,) = d_state
+        w_hh = p.weight_hh
         h, rz, n, hn = cache
         hidden = h.shape[-1]
         r, z = rz[:, :hidden], rz[:, hidden:]
@@ -63,15 +66,17 @@ class GRUCell(Cell):
             d_xproj = xp.concat([d_rz, dn], axis=1)
             d_hproj = d_xproj
             dh_prev = dh * z + d_rh * r + xp.matmul(d_rz, xp.matrix_transpose(w_hh[:, : 2 * hidden]))
-        return (dh_prev,), d_xproj, d_hproj
+        return (dh_prev,), d_xproj, d_hproj, None
 
-    def hidden_weight_grad(self, tape, d_hproj, *, xp):
+    def recurrent_grads(self, tape, d_hproj, d_extra, p, *, xp):
         if self.reset_after:
-            return super().hidden_weight_grad(tape, d_hproj, xp=xp)
-        # Columns of W_hn multiply r * h, not h.
+            return super().recurrent_grads(tape, d_hproj, d_extra, p, xp=xp)
+        # Columns of W_hn multiply r * h, not h: read r * h from the reference tape's caches.
         hidden = d_hproj.shape[-1] // 3
         rh = xp.reshape(xp.stack([cache[3] for cache in tape.caches]), (-1, hidden))
-        return xp.concat([
-            tape.h_prev_product(d_hproj[..., : 2 * hidden], xp),
+        grads = super().recurrent_grads(tape, d_hproj[..., : 2 * hidden], d_extra, p, xp=xp)
+        grads["weight_hh"] = xp.concat([
+            grads["weight_hh"],
             xp.matmul(xp.matrix_transpose(rh), xp.reshape(d_hproj[..., 2 * hidden :], (-1, hidden))),
         ], axis=1)
+        return grads

@@ -1,33 +1,31 @@
-"""Embedding lookup: ids (T, B) -> vectors (T, B, E)."""
+"""Embedding lookup: ids (...) -> vectors (..., E)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from ..backend import check_array
-from ..errors import DTypeError, ShapeError, check_positive_int
-from .base import Layer
-
-# One-hot chunks of at most this many elements bound the reference backward's memory.
-_ONE_HOT_CHUNK = 1 << 22
+from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
+from .base import BackpropOnce, Layer
 
 
-def embedding_backward(ids, d_out, vocab_size: int, *, xp):
-    """dL/dW (V, E) of a lookup ``W[ids]``: rows of ``d_out`` (N, E) summed per id (N,).
+def check_token_ids(backend, ids, name: str, vocab_size: int, *, ndim: int | None = None):
+    """``ids`` must be an integer array of ``backend`` with values in [0, vocab_size).
 
-    Portable reference: a one-hot (chunk, V) matmul, so repeated ids add up exactly;
-    backends override it with a scatter-add (see ``seqnet.backend.fast``).
+    The range check reads one boolean back from the device (one synchronisation per call).
     """
-    n, width = ids.shape[0], d_out.shape[-1]
-    vocab = xp.arange(vocab_size, dtype=ids.dtype, device=ids.device)
-    chunk = max(1, _ONE_HOT_CHUNK // vocab_size)
-    grad = xp.zeros((vocab_size, width), dtype=d_out.dtype, device=d_out.device)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)              # array_api_strict rejects out-of-bounds slice stops
-        one_hot = xp.astype(ids[start:stop, None] == vocab, d_out.dtype)   # (chunk, V)
-        grad = grad + xp.matmul(xp.matrix_transpose(one_hot), d_out[start:stop, ...])
-    return grad
+    ids = check_array(backend, ids, name, ndim=ndim)
+    dtype = backend.dtype_name(ids.dtype)
+    if "int" not in dtype:
+        raise DTypeError(f"{name}: expected an integer array of token ids, received dtype {dtype}")
+    xp = backend.xp
+    if bool(xp.any((ids < 0) | (ids >= vocab_size))):
+        low, high = int(xp.min(ids)), int(xp.max(ids))
+        raise ConfigError(f"{name}: expected token ids in [0, {vocab_size}) (the vocabulary size is {vocab_size}), "
+                          f"received values in [{low}, {high}]")
+    return ids
 
 
 class Embedding(Layer):
@@ -40,11 +38,14 @@ class Embedding(Layer):
         rng = np.random.default_rng(seed)
         self._init_params({"weight": rng.standard_normal((self.num_embeddings, self.embedding_dim))})
 
+    @property
+    def weight(self):
+        """The table's Parameter (share it to tie another layer's weight to it)."""
+        return self._params["weight"]
+
     def check_ids(self, ids, name: str = "ids"):
-        """ids must be an integer array of this backend with values in [0, V)."""
-        ids = check_array(self.backend, ids, name)
-        if "int" not in self.backend.dtype_name(ids.dtype):
-            raise DTypeError(f"{name}: expected an integer array of token ids, received dtype {self.backend.dtype_name(ids.dtype)}")
+        """ids must be an integer array of this backend, at least 1-D, with values in [0, V)."""
+        ids = check_token_ids(self.backend, ids, name, self.num_embeddings)
         if ids.ndim < 1:
             raise ShapeError(f"{name}: expected at least 1-D token ids, received shape {tuple(ids.shape)}")
         return ids
@@ -58,11 +59,19 @@ class Embedding(Layer):
         xp = self.backend.xp
         ids = self.check_ids(ids)
         flat = xp.reshape(ids, (-1,))
-        out = xp.reshape(xp.take(self.params["weight"], flat, axis=0), tuple(ids.shape) + (self.embedding_dim,))
+        weight = self.weight
+        out_shape = tuple(ids.shape) + (self.embedding_dim,)
+        out = xp.reshape(xp.take(weight.value, flat, axis=0), out_shape)
+        guard = BackpropOnce("Embedding backprop")
 
         def backprop(d_out):
+            guard.check()
+            d_out = check_array(self.backend, d_out, "d_out", dtype=self.dtype_name)
+            if tuple(d_out.shape) != out_shape:
+                raise ShapeError(f"d_out: expected the shape of the output {out_shape}, received {tuple(d_out.shape)}")
+            guard.consume()
             d_flat = xp.reshape(d_out, (-1, self.embedding_dim))
-            kernel = self.backend.kernel("embedding_backward", embedding_backward)
-            self.param_grads["weight"] = self.param_grads["weight"] + kernel(flat, d_flat, self.num_embeddings, xp=xp)
+            sums = kernels.kernel(self.backend, "embedding_backward")(flat, d_flat, self.num_embeddings, xp=xp)
+            weight.grad = weight.grad + sums
 
         return out, backprop

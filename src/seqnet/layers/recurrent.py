@@ -1,29 +1,36 @@
-"""Stacked, optionally bidirectional recurrent layers: RNN, LSTM, GRU.
+"""Stacked, optionally bidirectional recurrent layers: RNN, LSTM (optionally layer-normalised), GRU.
 
-All three are one class, :class:`Recurrent`, parametrized by a cell. Shapes follow
+All of them are one class, :class:`Recurrent`, parametrized by a cell. Shapes follow
 PyTorch: x (T, B, I) or (B, T, I) with ``batch_first``; out (T, B, D*H);
 h_n (D*num_layers, B, H) with D = 2 if bidirectional else 1.
 
 Internal layout of each layer and direction: ``weight_ih`` (I, G*H) and ``weight_hh``
 (H, G*H), transposed from PyTorch's and with gates in the cell's internal order, so that
-the input projection of all timesteps is one (T*B, I) @ (I, G*H) matmul.
+the input projection of all timesteps is one (T*B, I) @ (I, G*H) matmul. Per layer and
+direction the work is: input projection (one matmul), :meth:`Cell.project_input` (the
+bias, or the cell's own transform), the time loop that :func:`seqnet.kernels.scan_kernels`
+selects, and after backward one matmul per weight gradient.
 """
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from ..backend import check_array, to_numpy
 from ..backend.registry import _array_library
-from ..cells import Cell, GRUCell, LSTMCell, RNNCell
-from ..errors import ConfigError, DTypeError, ShapeError, TapeConsumedError, check_positive_int
-from .base import Layer
+from ..cells import Cell, GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
+from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
+from ..kernels.time_loop import UnitParams
+from .base import BackpropOnce, Layer
 from .dropout import check_dropout, dropout_mask
-from .time_loop import hidden_param_grads, prepare_weight, scan_backward, scan_forward
+from .embedding import check_token_ids
 
 INITS = ("uniform", "orthogonal")
+_SUFFIX = re.compile(r"_l\d+(_reverse)?$")
 
 
 class Recurrent(Layer):
@@ -31,12 +38,16 @@ class Recurrent(Layer):
 
     Training: ``(out, h_n), backprop = layer.forward(x, hx, lengths)`` then
     ``dx, dhx = backprop(d_out, d_h_n)``; parameter gradients accumulate in ``grads``.
+    Inference: ``out, h_n = layer(x, hx, lengths)``.
 
     ``input_table`` (V, G*H) (unidirectional stacks) makes x token ids (T, B) whose layer-0
-    input projection (``input @ weight_ih_l0^T`` plus :meth:`projection_bias`) is looked up in
-    the table. backprop then returns the gradient w.r.t. those projections (T, B, G*H) and
-    leaves ``weight_ih_l0``'s gradient to the caller (a language model whose table is its
-    embedding times ``weight_ih_l0^T``).
+    input projections ``input @ weight_ih_l0^T`` are rows of the table: a language model's
+    embedding times ``weight_ih_l0^T``, made once per call instead of (T*B, E) x (E, G*H)
+    products. backprop then returns the gradient w.r.t. the table (V, G*H) and leaves
+    ``weight_ih_l0``'s gradient to the caller.
+
+    ``dropout_rng`` (a numpy Generator) draws the dropout masks between layers; it starts as
+    the generator of the initial weights and may be replaced (a model shares its own).
     """
 
     def __init__(
@@ -68,8 +79,8 @@ class Recurrent(Layer):
             raise ConfigError(f"init: expected one of {INITS}, received {init!r}")
         self.init = init
         self.forget_bias = forget_bias
-        self._rng = np.random.default_rng(seed)
-        self._init_params(self._initial_host_params())
+        self.dropout_rng = np.random.default_rng(seed)
+        self._init_params(self._initial_host_params(self.dropout_rng))
 
     # -- parameter names and layout ---------------------------------------------------
     def _suffix(self, layer: int, direction: int) -> str:
@@ -84,28 +95,32 @@ class Recurrent(Layer):
     def _layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions
 
-    def _initial_host_params(self) -> dict[str, np.ndarray]:
+    def _initial_host_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """PyTorch-layout parameters drawn on the host: the same seed gives the same weights on every backend."""
         gh, hidden = self.cell.num_gates * self.hidden_size, self.hidden_size
         bound = 1.0 / math.sqrt(hidden)
+        sizes = {"gates": gh, "hidden": hidden}
         params: dict[str, np.ndarray] = {}
         for layer, _, _, sfx in self._units():
-            params["weight_ih" + sfx] = self._rng.uniform(-bound, bound, (gh, self._layer_input_size(layer)))
-            w_hh = self._rng.uniform(-bound, bound, (gh, hidden))
+            params["weight_ih" + sfx] = rng.uniform(-bound, bound, (gh, self._layer_input_size(layer)))
+            w_hh = rng.uniform(-bound, bound, (gh, hidden))
             if self.init == "orthogonal":
-                w_hh = np.concatenate([self._orthogonal(hidden) for _ in range(self.cell.num_gates)], axis=0)
+                w_hh = np.concatenate([self._orthogonal(rng, hidden) for _ in range(self.cell.num_gates)], axis=0)
             params["weight_hh" + sfx] = w_hh
             if self.bias:
-                params["bias_ih" + sfx] = self._rng.uniform(-bound, bound, gh)
-                params["bias_hh" + sfx] = self._rng.uniform(-bound, bound, gh)
+                params["bias_ih" + sfx] = rng.uniform(-bound, bound, gh)
+                params["bias_hh" + sfx] = rng.uniform(-bound, bound, gh)
                 if self.forget_bias is not None and isinstance(self.cell, LSTMCell):
                     forget = slice(hidden, 2 * hidden)  # PyTorch order i, f, g, o
                     params["bias_ih" + sfx][forget] = float(self.forget_bias)
                     params["bias_hh" + sfx][forget] = 0.0
+            for stem, spec in self.cell.extra_params.items():
+                params[stem + sfx] = np.full(sizes[spec.size], spec.init)
         return params
 
-    def _orthogonal(self, n: int) -> np.ndarray:
-        q, r = np.linalg.qr(self._rng.standard_normal((n, n)))
+    @staticmethod
+    def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+        q, r = np.linalg.qr(rng.standard_normal((n, n)))
         return q * np.sign(np.diag(r))
 
     def _gate_blocks(self, value, order: list[int]):
@@ -115,26 +130,44 @@ class Recurrent(Layer):
         h = self.hidden_size
         return self.backend.xp.concat([value[k * h:(k + 1) * h, ...] for k in order], axis=0)
 
+    def _layout(self, name: str) -> str:
+        """"weight" (transposed, gate blocks), "gates" (gate blocks) or "plain" for parameter ``name``."""
+        stem = _SUFFIX.sub("", name)
+        if stem in ("weight_ih", "weight_hh"):
+            return "weight"
+        spec = self.cell.extra_params.get(stem)
+        return "plain" if spec is not None and spec.size == "hidden" else "gates"
+
     def _to_internal(self, name, value):
+        layout = self._layout(name)
+        if layout == "plain":
+            return value
         value = self._gate_blocks(value, self.cell.gate_permutation)
-        return self.backend.xp.matrix_transpose(value) if name.startswith("weight") else value
+        return self.backend.xp.matrix_transpose(value) if layout == "weight" else value
 
     def _to_public(self, name, value):
+        layout = self._layout(name)
+        if layout == "plain":
+            return value
         inverse = [self.cell.gate_permutation.index(k) for k in range(self.cell.num_gates)]
-        if name.startswith("weight"):
+        if layout == "weight":
             return self._gate_blocks(self.backend.xp.matrix_transpose(value), inverse)
         return self._gate_blocks(value, inverse)
 
-    def _public_shapes(self):
-        gh = self.cell.num_gates * self.hidden_size
-        shapes = {}
-        for layer, _, _, sfx in self._units():
-            shapes["weight_ih" + sfx] = (gh, self._layer_input_size(layer))
-            shapes["weight_hh" + sfx] = (gh, self.hidden_size)
-            if self.bias:
-                shapes["bias_ih" + sfx] = (gh,)
-                shapes["bias_hh" + sfx] = (gh,)
-        return shapes
+    def _public_shape(self, name, internal_shape):
+        return internal_shape[::-1] if self._layout(name) == "weight" else internal_shape
+
+    def _unit_params(self, layer: int, direction: int) -> UnitParams:
+        sfx = self._suffix(layer, direction)
+        value = {name: param.value for name, param in self._params.items()}
+        b_ih, b_hh = value.get("bias_ih" + sfx), value.get("bias_hh" + sfx)
+        input_bias = None if b_ih is None else (b_ih + b_hh if self.cell.fold_hidden_bias else b_ih)
+        return UnitParams(value["weight_ih" + sfx], value["weight_hh" + sfx], b_ih, b_hh,
+                          {stem: value[stem + sfx] for stem in self.cell.extra_params}, input_bias)
+
+    def projection_bias(self, layer: int = 0):
+        """The bias added to layer ``layer``'s input projection (None without biases)."""
+        return self._unit_params(layer, 0).input_bias
 
     # -- input checking ---------------------------------------------------------------
     def _check_input(self, x, input_table=None):
@@ -164,7 +197,7 @@ class Recurrent(Layer):
         if "int" not in self.backend.dtype_name(ids.dtype):
             raise DTypeError(f"x: expected integer token ids (T, B) with input_table, received dtype "
                              f"{self.backend.dtype_name(ids.dtype)}")
-        return ids
+        return check_token_ids(self.backend, ids, "x", table.shape[0])
 
     def _state_shape(self, batch: int) -> tuple[int, int, int]:
         return (self.num_layers * self.num_directions, batch, self.hidden_size)
@@ -191,10 +224,15 @@ class Recurrent(Layer):
 
     def _state_parts(self, hx, name: str) -> list:
         n_state = len(self.cell.state_names)
+        names = " and ".join(self.cell.state_names)
         if n_state == 1:
+            if isinstance(hx, (tuple, list)):
+                raise ShapeError(f"{name}: expected one (D*num_layers, B, H) array (this cell's state is h alone), "
+                                 f"received a {type(hx).__name__} of {len(hx)}")
             return [hx]
         if not isinstance(hx, (tuple, list)) or len(hx) != n_state:
-            raise ShapeError(f"{name}: expected a tuple of {n_state} arrays {self.cell.state_names}, received {type(hx).__name__}")
+            got = f"a {type(hx).__name__} of {len(hx)}" if isinstance(hx, (tuple, list)) else f"a {type(hx).__name__}"
+            raise ShapeError(f"{name}: expected a tuple of {n_state} arrays ({names}), received {got}")
         return list(hx)
 
     def _join_state(self, per_unit: list[tuple]):
@@ -226,14 +264,6 @@ class Recurrent(Layer):
         return [mask[t, ...] for t in range(steps)], mask
 
     # -- forward and backward ---------------------------------------------------------
-    def _unit_params(self, sfx: str):
-        p = self.params
-        b_ih, b_hh = p.get("bias_ih" + sfx), p.get("bias_hh" + sfx)
-        proj_bias = None
-        if b_ih is not None:
-            proj_bias = b_ih + b_hh if self.cell.fold_hidden_bias else b_ih
-        return p["weight_ih" + sfx], p["weight_hh" + sfx], proj_bias, (None if self.cell.fold_hidden_bias else b_hh)
-
     def __call__(self, x, hx=None, lengths=None, *, input_table=None):
         """Inference: ``out, h_n = layer(x, hx, lengths)`` (no dropout, nothing kept for backward)."""
         return self._run(x, hx, lengths, training=False, input_table=input_table)[0]
@@ -242,6 +272,16 @@ class Recurrent(Layer):
         """Training forward: returns ``((out, h_n), backprop)``; dropout between layers is active."""
         return self._run(x, hx, lengths, training=True, input_table=input_table)
 
+    def _project(self, layer_input, flat_ids, input_table, p: UnitParams, steps: int, batch: int):
+        """Layer input (T, B, I), or token ids with a table -> (xproj (T, B, G*H), what backward needs)."""
+        xp = self.backend.xp
+        if input_table is None:
+            xproj, cache = self.cell.project_input(xp.matmul(layer_input, p.weight_ih), p, xp=xp)
+        else:                                          # project the V table rows once, then look up
+            rows, cache = self.cell.project_input(input_table, p, xp=xp)
+            xproj = xp.take(rows, flat_ids, axis=0)
+        return xp.reshape(xproj, (steps, batch, -1)), cache
+
     def _run(self, x, hx, lengths, training: bool, input_table):
         backend, xp = self.backend, self.backend.xp
         with backend.activate():
@@ -249,31 +289,28 @@ class Recurrent(Layer):
             steps, batch = x.shape[0], x.shape[1]
             states0 = self._split_state(hx, batch, "hx")
             masks, mask_all = self._masks(lengths, steps, batch)
-            layer_inputs, drops, tapes, finals = [], [], {}, [None] * len(states0)
-            forward_scan = backend.kernel("scan_forward", scan_forward)
+            scan = kernels.scan_kernels(backend, self.cell, masked=masks is not None)
+            flat_ids = None if input_table is None else xp.reshape(x, (-1,))
+            table_rows = None if input_table is None else input_table.shape[0]
+            layer_inputs, drops, units, finals = [], [], {}, [None] * len(states0)
             layer_input = x
             for layer in range(self.num_layers):
                 drop = None
                 if training and layer > 0 and self.dropout > 0:
-                    drop = dropout_mask(self._rng, tuple(layer_input.shape), self.dropout, backend, self.dtype_name)
+                    drop = dropout_mask(self.dropout_rng, tuple(layer_input.shape), self.dropout, backend, self.dtype_name)
                     layer_input = layer_input * drop
-                looked_up = input_table is not None and layer == 0     # x holds token ids
-                layer_inputs.append(None if looked_up else layer_input)
+                table = input_table if layer == 0 else None
+                flat_input = None if table is not None else xp.reshape(layer_input, (steps * batch, -1))
+                layer_inputs.append(flat_input)
                 drops.append(drop)
-                flat_input = xp.reshape(layer_input, (-1,) if looked_up else (steps * batch, -1))
                 outs = []
                 for direction in range(self.num_directions):
                     idx = layer * self.num_directions + direction
-                    w_ih, w_hh, proj_bias, b_hh = self._unit_params(self._suffix(layer, direction))
-                    if looked_up:
-                        xproj = xp.take(input_table, flat_input, axis=0)
-                    else:
-                        xproj = xp.matmul(flat_input, w_ih)
-                        if proj_bias is not None:
-                            xproj = xproj + proj_bias
-                    xproj = xp.reshape(xproj, (steps, batch, -1))
-                    hs, finals[idx], tapes[idx] = forward_scan(
-                        self.cell, xproj, states0[idx], w_hh, b_hh, masks, bool(direction), xp=xp, keep_tape=training)
+                    p = self._unit_params(layer, direction)
+                    xproj, proj_cache = self._project(flat_input, flat_ids, table, p, steps, batch)
+                    hs, finals[idx], tape = scan.forward(
+                        self.cell, xproj, states0[idx], p, masks, bool(direction), xp=xp, keep_tape=training)
+                    units[idx] = (p, proj_cache, tape)
                     outs.append(hs)
                     xproj = None                                            # free it before the next one
                 layer_input = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
@@ -284,56 +321,21 @@ class Recurrent(Layer):
 
         if not training:
             return result, None
-
-        called = []
+        guard = BackpropOnce()
 
         def backprop(d_out=None, d_h_n=None):
             """d_out: like out; d_h_n: like h_n (either may be None). Returns (dx, dhx); accumulates grads.
 
+            dx is the gradient w.r.t. ``input_table`` (V, G*H) when the forward looked one up.
             May be called once per forward (the tape is consumed, as with PyTorch's backward)."""
-            if called:
-                raise TapeConsumedError("backprop: already called for this forward pass; run forward() again")
-            return self._backprop(d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes,
-                                  on_checked=lambda: called.append(True))
+            guard.check()
+            return self._backprop(d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, units, scan,
+                                  flat_ids, table_rows, guard)
 
         return result, backprop
 
-    def step_states(self, hx, batch: int) -> list[tuple]:
-        """hx (as returned in h_n, or None) -> the per-layer state list that :meth:`step` takes."""
-        return self._split_state(hx, batch, "hx")
-
-    def stepper(self, *, projected: bool = False):
-        """A function ``(x, states) -> (top hidden state (B, H), new states)``: one timestep of a
-        unidirectional stack, for token-by-token generation (no checks, no tape).
-
-        x: (B, I), or (B, G*H) already multiplied by layer 0's ``weight_ih`` plus its bias when
-        ``projected``; states: from :meth:`step_states`. Weights are read when the stepper is made.
-        """
-        xp = self.backend.xp
-        scan = self.backend.kernel("scan_forward", scan_forward)
-        prepare = self.backend.kernel("prepare_weight", prepare_weight)
-        units = [(w_ih, prepare(w_hh), proj_bias, b_hh) for w_ih, w_hh, proj_bias, b_hh in
-                 (self._unit_params(self._suffix(layer, 0)) for layer in range(self.num_layers))]
-        cell = self.cell
-
-        def step(x, states: list[tuple]):
-            new_states, h = [], x
-            for layer, (w_ih, w_hh, proj_bias, b_hh) in enumerate(units):
-                xproj = h
-                if layer > 0 or not projected:
-                    xproj = xp.matmul(h, w_ih) if proj_bias is None else xp.matmul(h, w_ih) + proj_bias
-                hs, final, _ = scan(cell, xproj[None, ...], states[layer], w_hh, b_hh, None, False,
-                                    xp=xp, keep_tape=False)
-                h = hs[0, ...]
-                new_states.append(final)
-            return h, new_states
-        return step
-
-    def projection_bias(self, layer: int = 0):
-        """The bias added to layer ``layer``'s input projection (None without biases)."""
-        return self._unit_params(self._suffix(layer, 0))[2]
-
-    def _backprop(self, d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, tapes, on_checked):
+    def _backprop(self, d_out, d_h_n, steps, batch, masks, mask_all, layer_inputs, drops, units, scan, flat_ids,
+                  table_rows, guard):
         backend, xp = self.backend, self.backend.xp
         hidden, n_dir = self.hidden_size, self.num_directions
         with backend.activate():
@@ -345,43 +347,78 @@ class Recurrent(Layer):
                     raise ShapeError(f"d_out: expected the shape of out {out_shape}, received {tuple(d_out.shape)}")
                 d_layer_out = xp.permute_dims(d_out, (1, 0, 2)) if self.batch_first else d_out
             d_finals = self._split_state(d_h_n, batch, "d_h_n")
-            on_checked()                      # inputs are valid: from here on the tape is consumed
-            backward_scan = backend.kernel("scan_backward", scan_backward)
+            guard.consume()                   # inputs are valid: from here on the tape is consumed
             d_states0 = [None] * len(d_finals)
             for layer in range(self.num_layers - 1, -1, -1):
-                layer_input = layer_inputs[layer]                 # None: looked up in input_table
-                flat_input = None if layer_input is None else xp.reshape(layer_input, (steps * batch, -1))
+                flat_input = layer_inputs[layer]                 # None: looked up in input_table
                 if d_layer_out is not None and mask_all is not None:
                     d_layer_out = xp.where(mask_all, d_layer_out, 0.0)
                 d_flat_input = None
                 for direction in range(n_dir):
                     idx = layer * n_dir + direction
                     sfx = self._suffix(layer, direction)
-                    w_ih, w_hh, _, _ = self._unit_params(sfx)
+                    p, proj_cache, tape = units[idx]
                     d_hs = None
                     if d_layer_out is not None:
                         d_hs = d_layer_out if n_dir == 1 else d_layer_out[..., direction * hidden:(direction + 1) * hidden]
-                    d_states0[idx], d_xproj, d_hproj = backward_scan(
-                        self.cell, tapes[idx], d_hs, d_finals[idx], w_hh, masks, xp=xp)
+                    d_states0[idx], d_xproj, d_hproj, d_extra = scan.backward(
+                        self.cell, tape, d_hs, d_finals[idx], p, masks, xp=xp)
+                    grads = self.cell.recurrent_grads(tape, d_hproj, d_extra, p, xp=xp)
+                    units[idx] = tape = d_hproj = None                          # free memory as we go
                     d_x2 = xp.reshape(d_xproj, (steps * batch, -1))
-                    grads = self.param_grads
-                    d_w_hh, d_b_hh = hidden_param_grads(self.cell, tapes[idx], d_hproj, xp=xp, bias=self.bias)
-                    grads["weight_hh" + sfx] = grads["weight_hh" + sfx] + d_w_hh
+                    if flat_input is None:                 # per-token sums, then back through the table's projection
+                        d_x2 = kernels.kernel(backend, "embedding_backward")(flat_ids, d_x2, table_rows, xp=xp)
+                    d_raw, proj_grads = self.cell.project_input_backward(d_x2, proj_cache, p, xp=xp)
+                    grads.update(proj_grads)
                     if flat_input is not None:
-                        grads["weight_ih" + sfx] = grads["weight_ih" + sfx] + xp.matmul(xp.matrix_transpose(flat_input), d_x2)
-                    if self.bias:
-                        grads["bias_ih" + sfx] = grads["bias_ih" + sfx] + xp.sum(d_x2, axis=0)
-                        grads["bias_hh" + sfx] = grads["bias_hh" + sfx] + d_b_hh
-                    tapes[idx] = d_hproj = d_w_hh = None                          # free memory as we go
-                    d_in = d_x2 if flat_input is None else xp.matmul(d_x2, xp.matrix_transpose(w_ih))
+                        grads["weight_ih"] = xp.matmul(xp.matrix_transpose(flat_input), d_raw)
+                    for stem, g in grads.items():
+                        param = self._params[stem + sfx]
+                        param.grad = param.grad + g
+                    grads = d_xproj = d_x2 = None
+                    d_in = d_raw if flat_input is None else xp.matmul(d_raw, xp.matrix_transpose(p.weight_ih))
                     d_flat_input = d_in if d_flat_input is None else d_flat_input + d_in
-                    d_xproj = d_x2 = None
                 layer_inputs[layer] = flat_input = None
+                if layer == 0 and flat_ids is not None:
+                    return d_flat_input, self._join_state(d_states0)          # the table's gradient (V, G*H)
                 d_layer_out = xp.reshape(d_flat_input, (steps, batch, -1))
                 if drops[layer] is not None:
                     d_layer_out = d_layer_out * drops[layer]
             dx = xp.permute_dims(d_layer_out, (1, 0, 2)) if self.batch_first else d_layer_out
             return dx, self._join_state(d_states0)
+
+    # -- one step at a time -------------------------------------------------------------
+    def step_states(self, hx, batch: int) -> list[tuple]:
+        """hx (as returned in h_n, or None) -> the per-layer state list that a stepper takes."""
+        return self._split_state(hx, batch, "hx")
+
+    def stepper(self, *, input_table=None):
+        """A function ``(x, states) -> (top hidden state (B, H), new states)``: one timestep of a
+        unidirectional stack, for token-by-token generation (no checks, no tape).
+
+        x: (B, I) features, or (B,) token ids whose layer-0 input projections are rows of
+        ``input_table`` (V, G*H) (projected once, here); states: from :meth:`step_states`.
+        Weights are read when the stepper is made.
+        """
+        xp = self.backend.xp
+        cell = self.cell
+        scan = kernels.scan_kernels(self.backend, cell, masked=False)
+        units = [self._unit_params(layer, 0) for layer in range(self.num_layers)]
+        rows = None if input_table is None else cell.project_input(input_table, units[0], xp=xp)[0]
+
+        def step(x, states: list[tuple]):
+            new_states, h = [], x
+            for layer, p in enumerate(units):
+                if layer == 0 and rows is not None:
+                    xproj = xp.take(rows, h, axis=0)
+                else:
+                    xproj = cell.project_input(xp.matmul(h, p.weight_ih), p, xp=xp)[0]
+                hs, final, _ = scan.forward(cell, xproj[None, ...], states[layer], p, None, False,
+                                            xp=xp, keep_tape=False)
+                h = hs[0, ...]
+                new_states.append(final)
+            return h, new_states
+        return step
 
 
 class RNN(Recurrent):
@@ -395,12 +432,14 @@ class RNN(Recurrent):
 
 
 class LSTM(Recurrent):
-    """LSTM as torch.nn.LSTM; state is the pair (h, c). ``forget_bias`` sets the forget-gate bias."""
+    """LSTM as torch.nn.LSTM; state is the pair (h, c). ``forget_bias`` sets the forget-gate bias;
+    ``layer_norm=True`` is the layer-normalised LSTM (:class:`seqnet.cells.LayerNormLSTMCell`)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=None, seed=None, init="uniform", forget_bias=None):
-        super().__init__(LSTMCell(), input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, init, forget_bias)
+                 bidirectional=False, dtype=None, seed=None, init="uniform", forget_bias=None, layer_norm=False):
+        self.layer_norm = bool(layer_norm)
+        super().__init__(LayerNormLSTMCell() if self.layer_norm else LSTMCell(), input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, dtype, seed, init, forget_bias)
 
 
 class GRU(Recurrent):
@@ -411,3 +450,7 @@ class GRU(Recurrent):
         self.reset_after = bool(reset_after)
         super().__init__(GRUCell(reset_after), input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, init)
+
+
+# The recurrent layers by the name models and the command line use for them.
+RECURRENT_LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}

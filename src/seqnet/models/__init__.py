@@ -1,5 +1,4 @@
-"""Models built from layers: language models."""
-from .language_model import CELLS, LanguageModel
-from .sampling import next_token_probs, sample_next
+"""Models: layers made of layers, each with its own loss and what a user does with it."""
+from .language_model import LanguageModel
 
-__all__ = ["CELLS", "LanguageModel", "next_token_probs", "sample_next"]
+__all__ = ["LanguageModel"]

@@ -6,8 +6,15 @@ Layout of a run directory::
       config.json                  the config, for humans (rewritten atomically)
       latest.json                  {"checkpoint": "checkpoints/step-00001000", ...}
       checkpoints/
-        step-00000500/             meta.json, weights.<ext>, optimizer.<ext>
+        step-00000500/             meta.json, weights.<ext>, optimizer.<ext>, task.<ext>
         step-00001000/
+
+``meta.json`` (format version 2) holds the step, the run's config, the task's record
+(``kind``, the ``setup`` that rebuilds its model, its progress ``state``) and the trainer's
+(optimizer settings and step count, loss history); the array files hold the weights (public
+layout), the optimizer's state arrays and the task's (the carried recurrent state).
+Version-1 checkpoints (language models only, written before tasks existed) are read and
+presented in the same form.
 
 A step directory is written in full under a temporary name, fsynced and renamed into place;
 only then is ``latest.json`` replaced atomically. That replacement is the commit point: a
@@ -36,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from seqnet.errors import BackendMismatchError, CheckpointError, ConfigError, DTypeError
+from seqnet.random_state import rng_from_json, rng_to_json
 
 try:
     import safetensors.numpy as _safetensors
@@ -56,7 +64,8 @@ __all__ = [
 ]
 
 FORMAT = "seqnet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 POINTER_FORMAT = "seqnet-run"
 
 # Format used for new array files; tests turn it off to exercise the .npz path.
@@ -69,18 +78,21 @@ _ARRAY_SUFFIXES = (".safetensors", ".npz")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Everything :func:`save_checkpoint` wrote, read back and verified."""
+    """Everything :func:`save_checkpoint` wrote, read back and verified.
+
+    ``format_version`` 1 means ``config`` is the flat language-model config of that version;
+    ``optimizer_arrays`` is None when it was not asked for.
+    """
 
     step: int
     config: dict
-    tokenizer: dict
+    task: dict                      # {"kind", "setup", "state"}
+    trainer: dict                   # {"optimizer": ..., "history": [[step, loss], ...]}
     weights: dict[str, np.ndarray]
-    optimizer_arrays: dict[str, np.ndarray]
-    optimizer_state: dict
-    rng_state: dict
-    data_state: dict
-    extra: dict
+    optimizer_arrays: dict[str, np.ndarray] | None
+    task_arrays: dict[str, np.ndarray]
     path: Path
+    format_version: int = FORMAT_VERSION
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -269,42 +281,6 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _decode_arrays(data, path)
 
 
-# --------------------------------------------------------------------------- RNG state
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _to_plain(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()  # MT19937, Philox, SFC64 keep part of their state in arrays
-    return value
-
-
-def rng_to_json(generator: np.random.Generator) -> dict:
-    """The exact state of ``generator`` as JSON-ready data (128-bit ints stay Python ints)."""
-    if not isinstance(generator, np.random.Generator):
-        raise TypeError(f"expected a numpy.random.Generator, got {type(generator).__name__}")
-    return _to_plain(generator.bit_generator.state)
-
-
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
-
-
-def rng_from_json(state: dict) -> np.random.Generator:
-    """Rebuild the generator that :func:`rng_to_json` described; it continues the same stream."""
-    name = state.get("bit_generator") if isinstance(state, dict) else None
-    if name not in _BIT_GENERATORS:
-        raise CheckpointError(
-            f"RNG state names bit generator {name!r}, expected one of {', '.join(_BIT_GENERATORS)}"
-        )
-    bit_generator = getattr(np.random, name)()
-    try:
-        bit_generator.state = state
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise CheckpointError(f"RNG state for {name} is malformed: {exc}") from exc
-    return np.random.Generator(bit_generator)
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -370,15 +346,13 @@ def _prune(checkpoints_dir: Path, keep: int, protected: Path) -> None:
 def save_checkpoint(
     run_dir: str | os.PathLike,
     *,
+    step: int,
     config: dict,
-    tokenizer: dict,
+    task: dict,
+    trainer: dict,
     weights: dict[str, np.ndarray],
     optimizer_arrays: dict[str, np.ndarray],
-    optimizer_state: dict,
-    rng_state: dict,
-    data_state: dict,
-    step: int,
-    extra: dict | None = None,
+    task_arrays: dict[str, np.ndarray],
     keep: int = 2,
 ) -> Path:
     """Write a checkpoint to ``run_dir/checkpoints/step-{step:08d}/`` and commit it.
@@ -398,7 +372,7 @@ def save_checkpoint(
 
     files: dict[str, bytes] = {}
     manifest: dict[str, dict] = {}
-    for role, arrays in (("weights", weights), ("optimizer", optimizer_arrays)):
+    for role, arrays in (("weights", weights), ("optimizer", optimizer_arrays), ("task", task_arrays)):
         name = role + _array_suffix()
         data = _encode_arrays(arrays, step_dir / name)
         files[name] = data
@@ -413,11 +387,8 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "step": step,
         "config": config,
-        "tokenizer": tokenizer,
-        "optimizer_state": optimizer_state,
-        "rng_state": rng_state,
-        "data_state": data_state,
-        "extra": {} if extra is None else extra,
+        "task": task,
+        "trainer": trainer,
         "arrays": manifest,
     }
     files["meta.json"] = _dumps(meta, step_dir / "meta.json")
@@ -467,8 +438,12 @@ def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarra
     return {key: arrays[key] for key in names}
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Load and verify the checkpoint of a run directory (via latest.json) or a step directory."""
+def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True) -> Checkpoint:
+    """Load and verify the checkpoint of a run directory (via latest.json) or a step directory.
+
+    ``optimizer=False`` neither reads nor checks the optimizer's arrays (sampling and
+    evaluation need only the weights).
+    """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"not a seqnet run directory: {path} does not exist or is not a directory")
@@ -486,27 +461,46 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"not a seqnet checkpoint: {meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{meta_path} has format_version {meta.get('format_version')!r}; this seqnet reads "
-            f"version {FORMAT_VERSION}"
+            f"{meta_path} has format_version {version!r}; this seqnet reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
-    required = ("step", "config", "tokenizer", "optimizer_state", "rng_state", "data_state", "arrays")
+    required = ("step", "config", "arrays") + (("task", "trainer") if version == 2 else
+                                                ("tokenizer", "optimizer_state", "rng_state", "data_state"))
     missing = [key for key in required if key not in meta]
     if missing:
         raise CheckpointError(f"{meta_path} lacks {', '.join(missing)}")
     manifest = meta["arrays"] if isinstance(meta["arrays"], dict) else {}
+    weights = _read_verified(step_dir, manifest.get("weights"), "weights")
+    optimizer_arrays = _read_verified(step_dir, manifest.get("optimizer"), "optimizer") if optimizer else None
+    if version == 1:
+        return _from_version_1(meta, step_dir, weights, optimizer_arrays, optimizer)
     return Checkpoint(
-        step=meta["step"],
-        config=meta["config"],
-        tokenizer=meta["tokenizer"],
-        weights=_read_verified(step_dir, manifest.get("weights"), "weights"),
-        optimizer_arrays=_read_verified(step_dir, manifest.get("optimizer"), "optimizer"),
-        optimizer_state=meta["optimizer_state"],
-        rng_state=meta["rng_state"],
-        data_state=meta["data_state"],
-        extra=meta.get("extra") or {},
-        path=step_dir,
+        step=meta["step"], config=meta["config"], task=meta["task"], trainer=meta["trainer"], weights=weights,
+        optimizer_arrays=optimizer_arrays, task_arrays=_read_verified(step_dir, manifest.get("task"), "task"),
+        path=step_dir, format_version=2,
+    )
+
+
+_V1_CARRY_PREFIX = "carry/"   # version 1 kept the carried state in the optimizer's array file
+
+
+def _from_version_1(meta: dict, step_dir: Path, weights, optimizer_arrays, read_optimizer: bool) -> Checkpoint:
+    """A version-1 (language model) checkpoint in version 2's form."""
+    if not read_optimizer:      # the carried state lives in the optimizer's file: read it, unless asked not to
+        carry = {}
+    else:
+        carry = {k: v for k, v in optimizer_arrays.items() if k.startswith(_V1_CARRY_PREFIX)}
+        optimizer_arrays = {k: v for k, v in optimizer_arrays.items() if not k.startswith(_V1_CARRY_PREFIX)}
+    extra = meta.get("extra") or {}
+    return Checkpoint(
+        step=meta["step"], config=meta["config"],
+        task={"kind": "lm", "setup": {"tokenizer": meta["tokenizer"]},
+              "state": {"data": meta["data_state"], "rng": meta["rng_state"]}},
+        trainer={"optimizer": meta["optimizer_state"], "history": extra.get("history", [])},
+        weights=weights, optimizer_arrays=optimizer_arrays, task_arrays=carry, path=step_dir, format_version=1,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -30,7 +31,7 @@ def _positive(name: str, value: Any, *, allow_zero: bool) -> float:
 
 
 def _nonempty(grads: Any) -> None:
-    if not isinstance(grads, dict) or not grads:
+    if not isinstance(grads, Mapping) or not grads:
         raise ConfigError(f"grads: expected a non-empty dict of name -> array, received {grads!r}")
 
 

@@ -1,75 +1,58 @@
-"""Training configuration: every knob of ``seqnet train``, with the default preset.
+"""The trainer's settings: optimisation, schedule, cadence and where the model computes.
 
-The defaults are the preset that ``seqnet train`` with no arguments runs: a character
-LSTM on the ``python-stdlib`` corpus, sized to produce recognisably Python-like text in
-about five minutes on two CPU cores.
+Whatever the task, these are the knobs of the loop; a task adds its own (data, model sizes)
+in its config class (:mod:`seqnet.tasks`). The defaults are those of the preset that
+``seqnet train`` runs with no arguments.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from ..backend import BACKEND_NAMES
+from ..config import NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, Settings, option
 from ..errors import ConfigError
 
 
+def _optimizers() -> tuple:
+    from .optimizers import OPTIMIZERS
+
+    return tuple(OPTIMIZERS)
+
+
+def _schedules() -> tuple:
+    from .schedules import SCHEDULES
+
+    return SCHEDULES
+
+
+DEFAULT_WARMUP = 50
+
+
 @dataclass
-class TrainConfig:
-    corpus: str = "python-stdlib"
-    tokenizer: str = "char"           # char | byte | word
-    max_words: int = 10_000           # word tokenizer vocabulary size (plus <UNK>, <EOS>)
-    cell: str = "lstm"                # lstm | gru | rnn
-    embed: int = 64
-    hidden: int = 256
-    layers: int = 1
-    dropout: float = 0.0
-    tie_weights: bool = False
-    seq_len: int = 64
-    batch: int = 32
-    steps: int = 1600
-    lr: float = 3e-3
-    optimizer: str = "adam"
-    clip: float = 1.0                 # global-norm clipping; 0 disables
-    clip_value: float = 0.0           # element-wise clipping; 0 disables
-    schedule: str = "cosine"          # constant | step | cosine
-    warmup: int = 50
-    backend: str = "numpy"
-    device: str | None = None
-    dtype: str = "float32"
-    seed: int = 0
-    val_fraction: float = 0.02
-    eval_every: int = 400
-    eval_batches: int = 20            # validation batches per evaluation (0 = the whole split)
-    sample_every: int = 400
-    sample_length: int = 300
-    log_every: int = 10               # steps between loss read-backs (host syncs)
-    checkpoint_every: int = 400
-    out: str | None = None
+class TrainerConfig(Settings):
+    steps: int = option(1600, "optimizer steps", kind=POSITIVE_INT)
+    lr: float = option(3e-3, "peak learning rate", kind=POSITIVE_FLOAT)
+    optimizer: str = option("adam", "update rule", choices=_optimizers)
+    clip: float = option(1.0, "maximum global gradient norm (0: off)", kind=NONNEGATIVE_FLOAT)
+    clip_value: float = option(0.0, "element-wise gradient clip (0: off)", kind=NONNEGATIVE_FLOAT)
+    schedule: str = option("cosine", "learning-rate schedule after the warm-up", choices=_schedules)
+    warmup: int | None = option(None, "linear warm-up steps, fewer than --steps (default: 50, or half of --steps "
+                                      "if that is less)", kind=NONNEGATIVE_INT)
+    accumulate: int = option(1, "micro-batches per optimizer step (gradient accumulation; must divide the batch)",
+                             kind=POSITIVE_INT)
+    eval_every: int = option(400, "steps between evaluations", kind=POSITIVE_INT)
+    checkpoint_every: int = option(400, "steps between checkpoints", kind=POSITIVE_INT)
+    log_every: int = option(10, "steps between loss read-backs (host synchronisations)", kind=POSITIVE_INT)
+    backend: str = option("numpy", "array library", choices=BACKEND_NAMES)
+    device: str | int | None = option(None, "backend device: 0 or 1 for cupy, 'cuda:1' for torch")
+    dtype: str = option("float32", "floating-point type of parameters and activations", choices=("float32", "float64"))
+    seed: int = option(0, "seed of the initial weights, dropout and sampling", kind=NONNEGATIVE_INT)
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"config: unknown keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
-
-    def validate(self) -> "TrainConfig":
-        positive = ("max_words", "embed", "hidden", "layers", "seq_len", "batch", "steps", "eval_every",
-                    "sample_every", "log_every", "checkpoint_every")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: expected a positive integer, received {value!r}")
-        for name in ("warmup", "eval_batches", "sample_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')}: expected an integer >= 0, received {value!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr: expected a learning rate > 0, received {self.lr!r}")
-        if self.clip < 0 or self.clip_value < 0:
-            raise ConfigError(f"--clip: expected a value >= 0 (0 disables), received {self.clip!r}")
-        if not 0.0 <= self.val_fraction < 0.5:
-            raise ConfigError(f"--val-fraction: expected a fraction in [0, 0.5), received {self.val_fraction!r}")
+    def validate(self) -> "TrainerConfig":
+        """Check every field; an automatic warm-up (None) becomes its number of steps."""
+        super().validate()
+        if self.warmup is None:
+            self.warmup = min(DEFAULT_WARMUP, self.steps // 2)
+        if self.warmup >= self.steps:
+            raise ConfigError(f"--warmup: expected fewer steps than --steps {self.steps}, received {self.warmup}")
         return self

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 
-__all__ = ["Constant", "Cosine", "StepDecay", "Warmup", "constant", "cosine", "make_schedule", "step_decay", "warmup"]
+__all__ = ["SCHEDULES", "Constant", "Cosine", "StepDecay", "Warmup", "constant", "cosine", "make_schedule", "step_decay",
+           "warmup"]
 
 Schedule = Callable[[int], float]
 
@@ -120,6 +121,7 @@ def warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
 
 
 _OPTIONS = {"constant": (), "step": ("step_size", "gamma"), "cosine": ("min_lr",)}
+SCHEDULES = tuple(_OPTIONS)            # the names make_schedule takes
 
 
 def make_schedule(name: str, lr: float, total_steps: int, warmup_steps: int = 0, **kwargs: Any) -> Schedule:

@@ -1,6 +1,6 @@
-"""numpy overrides of the time loop (``scan_forward`` / ``scan_backward``) for speed on the CPU.
+"""numpy overrides of the reference time loop (:mod:`seqnet.kernels.time_loop`), per cell.
 
-Same math as :mod:`seqnet.layers.time_loop` and :mod:`seqnet.cells`, arranged for numpy:
+Same math as the reference and :mod:`seqnet.cells`, arranged for numpy:
 
 - Feature-major: inside the loop every per-step array is (features, B), not (B, features),
   so each gate is a contiguous block of rows and ufuncs run on contiguous memory, and the
@@ -15,9 +15,10 @@ Same math as :mod:`seqnet.layers.time_loop` and :mod:`seqnet.cells`, arranged fo
 - RNN is the exception: with one gate there is nothing to split, and batch-major steps need
   no transposes, so each step runs in place in its block of the output hs (the whole tape).
 
-They cover RNN (tanh, relu), LSTM and GRU (reset_after=True) without ``lengths``; anything
-else falls back to the reference. tests/test_fast_paths.py holds them to the reference.
-Shapes: T steps, B batch, H hidden, G gates.
+Each pair ``<cell>_forward`` / ``<cell>_backward`` has the reference's arguments and
+results; :mod:`seqnet.kernels` registers them for the cells and cases they cover (no
+``lengths``; GRU only with reset_after=True) and tests/test_fast_paths.py holds them to the
+reference. Shapes: T steps, B batch, H hidden, G gates.
 """
 from __future__ import annotations
 
@@ -25,36 +26,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..cells import GRUCell, LSTMCell, RNNCell
-from ..layers import embedding, time_loop
 
-
-class PreparedWeight:
-    """W_hh with the transposed copy the feature-major kernels multiply by, made once for the
-    many one-step scans of token-by-token generation (by :func:`prepare_weight`)."""
-
-    def __init__(self, w_hh: np.ndarray):
-        self.w_hh = w_hh
-        self.transposed: np.ndarray | None = None
-
-
-def prepare_weight(w_hh):
-    """Override of :func:`seqnet.layers.time_loop.prepare_weight`."""
-    return PreparedWeight(w_hh)
-
-
-def _plain(w_hh):
-    return w_hh.w_hh if isinstance(w_hh, PreparedWeight) else w_hh
-
-
-def _transposed_weight(w_hh) -> np.ndarray:
-    """C-contiguous W_hh^T (G*H, H): a fresh copy (cheap next to a scan of many steps) unless
-    ``w_hh`` is a PreparedWeight, which keeps it."""
-    if not isinstance(w_hh, PreparedWeight):
-        return np.array(w_hh.T, order="C")
-    if w_hh.transposed is None:
-        w_hh.transposed = np.array(w_hh.w_hh.T, order="C")
-    return w_hh.transposed
+def transposed_weight(p) -> np.ndarray:
+    """C-contiguous W_hh^T (G*H, H), made once per UnitParams (kept in ``p.prepared``): once per
+    forward call in training, once per stepper in token-by-token generation."""
+    w_t = p.prepared.get("weight_hh_T")
+    if w_t is None:
+        w_t = p.prepared["weight_hh_T"] = np.array(p.weight_hh.T, order="C")
+    return w_t
 
 
 @dataclass
@@ -100,11 +79,11 @@ def _buffers(xproj: np.ndarray, rows: int, keep_tape: bool):
 
 
 # -- forward ------------------------------------------------------------------------------
-def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
+def _lstm_forward(xproj, h, c, p, keep_tape, reverse):
     """xproj: (T, B, 4H); h, c: (H, B). Returns hs (T, B, H), final (h, c) (H, B), gates, extra."""
     steps, batch, width = xproj.shape
     hidden = width // 4
-    w_t = _transposed_weight(w_hh)                             # (4H, H)
+    w_t = transposed_weight(p)                                 # (4H, H)
     gates, hs = _buffers(xproj, hidden, keep_tape)
     cs = np.empty((steps, hidden, batch), xproj.dtype) if keep_tape else np.empty((2, hidden, batch), xproj.dtype)
     tanh_c = np.empty((hidden, batch), xproj.dtype)   # recomputed by backward rather than kept
@@ -133,12 +112,12 @@ def _lstm_forward(xproj, h, c, w_hh, keep_tape, reverse):
     return hs, (h, c), gates, {"c": cs}
 
 
-def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
+def _gru_forward(xproj, h, p, keep_tape, reverse):
     """xproj: (T, B, 3H) input projections (b_ih included); h: (H, B)."""
     steps, batch, width = xproj.shape
     hidden = width // 3
-    w_t = _transposed_weight(w_hh)             # (3H, H)
-    bias = None if b_hh is None else b_hh[:, None]
+    w_t = transposed_weight(p)                 # (3H, H)
+    bias = None if p.bias_hh is None else p.bias_hh[:, None]
     gates, hs = _buffers(xproj, hidden, keep_tape)
     hns = np.empty((steps if keep_tape else 1, hidden, batch), xproj.dtype)
     h_bufs = np.empty((2, hidden, batch), xproj.dtype)
@@ -170,10 +149,9 @@ def _gru_forward(xproj, h, w_hh, b_hh, keep_tape, reverse):
     return hs, (h,), gates, {"hn": hns}
 
 
-def _rnn_forward(xproj, h, w_hh, relu, reverse):
-    """Batch-major (one gate, nothing to split): xproj (T, B, H); h (B, H). Each step is
-    computed in place in its output block hs[t], so the tape needs nothing beyond hs."""
-    w = _plain(w_hh)                                                   # (H, H): z = h @ W
+def _rnn_forward(xproj, h, w, relu, reverse):
+    """Batch-major (one gate, nothing to split): xproj (T, B, H); h (B, H); w = W_hh (H, H).
+    Each step is computed in place in its output block hs[t], so the tape needs nothing beyond hs."""
     hs = np.empty_like(xproj)
     for t in _order(xproj.shape[0], reverse):
         z = hs[t]
@@ -187,27 +165,30 @@ def _rnn_forward(xproj, h, w_hh, relu, reverse):
     return hs, (h.copy(),)
 
 
-def _supported(cell) -> bool:
-    return isinstance(cell, (LSTMCell, RNNCell)) or (isinstance(cell, GRUCell) and cell.reset_after)
+def _feature_major(state):
+    return [np.ascontiguousarray(s.T) for s in state]
 
 
-def scan_forward(cell, xproj, state0, w_hh, b_hh, masks, reverse, *, xp, keep_tape=True):
-    """Override of :func:`seqnet.layers.time_loop.scan_forward` (same arguments and results)."""
-    if masks is not None or not _supported(cell):
-        return time_loop.scan_forward(cell, xproj, state0, _plain(w_hh), b_hh, masks, reverse, xp=xp,
-                                      keep_tape=keep_tape)
-    if isinstance(cell, RNNCell):
-        hs, final = _rnn_forward(xproj, state0[0], w_hh, cell.nonlinearity == "relu", reverse)
-        return hs, final, (BufferTape(cell, None, hs, state0[0], reverse) if keep_tape else None)
-    state_t = [np.ascontiguousarray(s.T) for s in state0]
-    if isinstance(cell, LSTMCell):
-        hs, final_t, gates, extra = _lstm_forward(xproj, *state_t, w_hh, keep_tape, reverse)
-        extra["c0"] = state_t[1]
-    else:
-        hs, final_t, gates, extra = _gru_forward(xproj, state_t[0], w_hh, b_hh, keep_tape, reverse)
-    final = tuple(np.ascontiguousarray(s.T) for s in final_t)
-    tape = BufferTape(cell, gates, hs, state0[0], reverse, extra) if keep_tape else None
-    return hs, final, tape
+def _batch_major(state):
+    return tuple(np.ascontiguousarray(s.T) for s in state)
+
+
+def lstm_forward(cell, xproj, state0, p, masks, reverse, *, xp, keep_tape=True):
+    h, c = _feature_major(state0)
+    hs, final, gates, extra = _lstm_forward(xproj, h, c, p, keep_tape, reverse)
+    extra["c0"] = c
+    return hs, _batch_major(final), (BufferTape(cell, gates, hs, state0[0], reverse, extra) if keep_tape else None)
+
+
+def gru_forward(cell, xproj, state0, p, masks, reverse, *, xp, keep_tape=True):
+    (h,) = _feature_major(state0)
+    hs, final, gates, extra = _gru_forward(xproj, h, p, keep_tape, reverse)
+    return hs, _batch_major(final), (BufferTape(cell, gates, hs, state0[0], reverse, extra) if keep_tape else None)
+
+
+def rnn_forward(cell, xproj, state0, p, masks, reverse, *, xp, keep_tape=True):
+    hs, final = _rnn_forward(xproj, state0[0], p.weight_hh, cell.nonlinearity == "relu", reverse)
+    return hs, final, (BufferTape(cell, None, hs, state0[0], reverse) if keep_tape else None)
 
 
 # -- backward -----------------------------------------------------------------------------
@@ -247,7 +228,7 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
         np.matmul(w_hh, dz, out=dh)                       # dL/dh_prev = W_hh dz
         d_xproj[t] = dz.T                                 # overwrites a: its block now holds dz batch-major
         dc, dc_prev = dc_prev, dc
-    return (dh, dc), d_xproj, d_xproj
+    return (dh, dc), d_xproj
 
 
 def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
@@ -285,13 +266,13 @@ def _gru_backward(tape: BufferTape, d_hs, dh, w_hh):
         np.matmul(w_hh, dhp, out=dh)
         dh += direct
     # d_hproj equals d_xproj but for the n block: returned as column blocks, not a (T, B, 3H) copy.
-    return (dh,), d_xproj, (d_xproj[..., :2 * hidden], d_hn)
+    return dh, d_xproj, (d_xproj[..., :2 * hidden], d_hn)
 
 
-def _rnn_backward(tape: BufferTape, d_hs, dh, w_hh):
+def _rnn_backward(tape: BufferTape, d_hs, dh, p):
     """Batch-major, as the forward: dh (B, H)."""
     hs, relu = tape.hs, tape.cell.nonlinearity == "relu"
-    w_t = np.ascontiguousarray(w_hh.T)                                 # (H, H): dh_prev = da @ W^T
+    w_t = transposed_weight(p)                                         # (H, H): dh_prev = da @ W^T
     d_xproj = np.empty_like(hs)
     for t in _order(hs.shape[0], tape.reverse, backward=True):
         if d_hs is not None:
@@ -304,66 +285,21 @@ def _rnn_backward(tape: BufferTape, d_hs, dh, w_hh):
             np.subtract(1, da, out=da)
             da *= dh                                                   # tanh' = 1 - h^2
         np.matmul(da, w_t, out=dh)
-    return (dh,), d_xproj, d_xproj
+    return dh, d_xproj
 
 
-def scan_backward(cell, tape, d_hs, d_final, w_hh, masks, *, xp):
-    """Override of :func:`seqnet.layers.time_loop.scan_backward` (same arguments and results)."""
-    if not isinstance(tape, BufferTape):
-        return time_loop.scan_backward(cell, tape, d_hs, d_final, w_hh, masks, xp=xp)
-    if isinstance(cell, RNNCell):
-        return _rnn_backward(tape, d_hs, np.array(d_final[0]), w_hh)   # a fresh (B, H), updated in place
-    d_state = [np.ascontiguousarray(d.T) for d in d_final]     # fresh (H, B) buffers, updated in place
-    if isinstance(cell, LSTMCell):
-        d_state0, d_xproj, d_hproj = _lstm_backward(tape, d_hs, *d_state, w_hh)
-    else:
-        d_state0, d_xproj, d_hproj = _gru_backward(tape, d_hs, d_state[0], w_hh)
-    return tuple(np.ascontiguousarray(d.T) for d in d_state0), d_xproj, d_hproj
+def lstm_backward(cell, tape, d_hs, d_final, p, masks, *, xp):
+    dh, dc = _feature_major(d_final)                  # fresh (H, B) buffers, updated in place
+    (dh, dc), d_xproj = _lstm_backward(tape, d_hs, dh, dc, p.weight_hh)
+    return _batch_major((dh, dc)), d_xproj, d_xproj, None
 
 
-# -- embedding -----------------------------------------------------------------------------
-def _grouping_is_cheaper(rows: int, vocab_size: int, width: int) -> bool:
-    """A one-hot (N, V) product costs N*V*K multiply-adds at BLAS speed; grouping the rows by id
-    costs about 15 us per distinct id plus a pass over d_out (constants measured on the
-    project's 2-core machine). Grouping wins for wide rows, e.g. d xproj of a language model."""
-    return min(rows, vocab_size) * 15e-6 + rows * width * 1e-9 < rows * vocab_size * width * 4e-11
+def gru_backward(cell, tape, d_hs, d_final, p, masks, *, xp):
+    (dh,) = _feature_major(d_final)
+    dh, d_xproj, d_hproj = _gru_backward(tape, d_hs, dh, p.weight_hh)
+    return _batch_major((dh,)), d_xproj, d_hproj, None
 
 
-def embedding_backward(ids, d_out, vocab_size: int, *, xp):
-    """Override of :func:`seqnet.layers.embedding.embedding_backward`: for wide rows, the rows
-    of ``d_out`` (N, K) are grouped by id with one stable sort and summed group by group, a
-    pass over memory instead of the reference's (N, V) one-hot product."""
-    if not _grouping_is_cheaper(ids.shape[0], vocab_size, d_out.shape[-1]):
-        return embedding.embedding_backward(ids, d_out, vocab_size, xp=xp)
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.diff(sorted_ids, prepend=sorted_ids[:1] - 1))
-    stops = np.append(starts[1:], ids.shape[0])
-    grad = np.zeros((vocab_size, d_out.shape[-1]), d_out.dtype)
-    for start, stop in zip(starts.tolist(), stops.tolist()):
-        np.sum(d_out[order[start:stop]], axis=0, out=grad[sorted_ids[start]])
-    return grad
-
-
-# -- optimizer ------------------------------------------------------------------------------
-def adam_update(p, g, m, v, *, lr, beta1, beta2, eps, step, weight_decay, xp):
-    """Override of :func:`seqnet.training.optimizers.adam_update`: the moments are updated in
-    place and one scratch buffer serves every pass, instead of a fresh array per operation
-    (for large parameters each fresh array costs page faults). ``p`` itself is not modified:
-    the new parameter is a new array."""
-    if weight_decay:
-        g = g + weight_decay * p
-    scratch = np.multiply(g, 1.0 - beta1)
-    m *= beta1
-    m += scratch                                     # m = b1 m + (1 - b1) g
-    np.multiply(g, g, out=scratch)
-    scratch *= 1.0 - beta2
-    v *= beta2
-    v += scratch                                     # v = b2 v + (1 - b2) g^2
-    bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
-    step_size = lr * bias_correction2_sqrt / (1.0 - beta1 ** step)
-    np.sqrt(v, out=scratch)
-    scratch += eps * bias_correction2_sqrt
-    np.divide(m, scratch, out=scratch)
-    scratch *= step_size
-    return np.subtract(p, scratch, out=scratch), m, v
+def rnn_backward(cell, tape, d_hs, d_final, p, masks, *, xp):
+    dh, d_xproj = _rnn_backward(tape, d_hs, np.array(d_final[0]), p)   # a fresh (B, H), updated in place
+    return (dh,), d_xproj, d_xproj, None

@@ -13,7 +13,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from .registry import Backend
+from ..backend.registry import Backend
 
 FREE_FUNCTIONS = frozenset({"matrix_transpose", "permute_dims", "asarray"})
 _OPERATORS = ("add", "sub", "mul", "truediv", "pow", "matmul", "neg", "pos", "abs", "lt", "le", "gt", "ge",
@@ -118,7 +118,7 @@ class CountingNamespace(types.SimpleNamespace):
 def counting_backend(backend: Backend) -> tuple[Backend, OpCounter]:
     """A copy of ``backend`` (no fast-path overrides) whose ``xp`` counts operations."""
     counter = OpCounter()
-    return Backend(backend.name, CountingNamespace(backend.xp, counter), backend.device), counter
+    return Backend(backend.name, CountingNamespace(backend.xp, counter), backend.device, fast_paths=False), counter
 
 
 def unwrap(value: Any) -> Any:
@@ -138,18 +138,21 @@ def ops_per_step(cell, *, masked: bool = False, batch: int = 2, hidden: int = 3)
     """
     import numpy as np
 
-    from ..layers.time_loop import scan_backward, scan_forward
-    from .registry import make_backend
+    from ..backend.registry import make_backend
+    from .time_loop import UnitParams, scan_backward, scan_forward
 
     backend, counter = counting_backend(make_backend("numpy"))
     xp = backend.xp
     rng = np.random.default_rng(0)
     width = cell.num_gates * hidden
+    sizes = {"gates": width, "hidden": hidden}
 
     def run(steps: int) -> tuple[int, int]:
         xproj = wrap(rng.standard_normal((steps, batch, width)), counter)
-        w_hh = wrap(rng.standard_normal((hidden, width)), counter)
-        b_hh = None if cell.fold_hidden_bias else wrap(rng.standard_normal(width), counter)
+        p = UnitParams(
+            weight_ih=None, weight_hh=wrap(rng.standard_normal((hidden, width)), counter),
+            bias_hh=None if cell.fold_hidden_bias else wrap(rng.standard_normal(width), counter),
+            extra={k: wrap(rng.standard_normal(sizes[spec.size]), counter) for k, spec in cell.extra_params.items()})
         state0 = tuple(wrap(np.zeros((batch, hidden)), counter) for _ in cell.state_names)
         masks = None
         if masked:
@@ -157,10 +160,10 @@ def ops_per_step(cell, *, masked: bool = False, batch: int = 2, hidden: int = 3)
             masks = [wrap((t < lengths)[:, None], counter) for t in range(steps)]
         d_hs = wrap(rng.standard_normal((steps, batch, hidden)), counter)
         counter.reset()
-        _, final, tape = scan_forward(cell, xproj, state0, w_hh, b_hh, masks, False, xp=xp)
+        _, final, tape = scan_forward(cell, xproj, state0, p, masks, False, xp=xp)
         forward = counter.count
         counter.reset()
-        scan_backward(cell, tape, d_hs, final, w_hh, masks, xp=xp)
+        scan_backward(cell, tape, d_hs, final, p, masks, xp=xp)
         return forward, counter.count
 
     (f4, b4), (f8, b8) = run(4), run(8)

@@ -1,0 +1,54 @@
+"""Command-line flags made from settings dataclasses (:mod:`seqnet.config`).
+
+Every field of a settings class becomes one flag with its help text, its default shown,
+and its choices read from the registry that defines them. Flags have no argparse default:
+the namespace holds exactly the flags the user gave, so a resumed run can refuse any of
+them that differs from the run's own settings, whatever its value.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, fields
+
+from ..config import FRACTION, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, PROBABILITY
+from ..config import Settings, choices_of, flag_of
+
+_INT_KINDS = (POSITIVE_INT, NONNEGATIVE_INT)
+_FLOAT_KINDS = (POSITIVE_FLOAT, NONNEGATIVE_FLOAT, FRACTION, PROBABILITY)
+
+
+def device_value(text: str):
+    """A --device value: digits are a CUDA device index, anything else a device name."""
+    return int(text) if text.isdigit() else text
+
+
+def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], seen: set[str]) -> None:
+    """Add a flag for every command-line field of ``cls`` not in ``seen`` (then add it there)."""
+    for f in fields(cls):
+        if not f.metadata.get("cli", True) or f.name in seen:
+            continue
+        seen.add(f.name)
+        default = f.default if f.default is not MISSING else None
+        text = f.metadata.get("help", "")
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS)
+        if isinstance(default, bool):
+            parser.add_argument(flag_of(f), action="store_true", help=text, **kwargs)
+            continue
+        kind = f.metadata.get("kind")
+        kwargs["type"] = (int if kind in _INT_KINDS else float if kind in _FLOAT_KINDS
+                          else device_value if f.name == "device" else str)
+        choices = choices_of(f)
+        if choices is not None:
+            kwargs["choices"] = choices
+        shown = "" if default is None else f" (default: {default})"
+        parser.add_argument(flag_of(f), help=(text + shown).replace("%", "%%"), **kwargs)
+
+
+def given_settings(args: argparse.Namespace, cls: type[Settings]) -> dict:
+    """The fields of ``cls`` given on the command line, by name."""
+    return {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+
+
+def settings_from(args: argparse.Namespace, cls: type[Settings]):
+    """An instance of ``cls``: its defaults, overridden by the flags given (not yet validated)."""
+    return cls(**given_settings(args, cls))

@@ -1,0 +1,216 @@
+"""Language modelling: predict each next token of a corpus, trained by truncated BPTT.
+
+The corpus is encoded once into ``tokens.bin`` in the run directory and memory-mapped; its
+tail (``val_fraction``) is the validation split. The training split is laid out as
+``batch`` parallel streams (:class:`seqnet.data.StreamBatcher`); each step takes the next
+``seq_len`` tokens of every stream, and the recurrent state of each stream is carried from
+one step to the next (no gradient flows back across steps). With k micro-batches a step's
+streams are split into k groups of columns, each with its own carried state, so the
+gradient equals that of the whole batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backend import backend as backend_context
+from ..backend import to_numpy
+from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, Settings, option
+from ..data import StreamBatcher, encode_corpus, iter_eval_batches, load_token_ids, make_tokenizer
+from ..data import resolve_corpus, split_train_val, tokenizer_from_json
+from ..data.corpus import iter_text_chunks
+from ..data.tokenizers import KINDS
+from ..errors import ConfigError
+from ..layers import RECURRENT_LAYERS
+from ..models import LanguageModel
+from ..random_state import rng_from_json, rng_to_json
+from .base import Task
+
+CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (h), carry/1 (c)
+
+
+@dataclass
+class LanguageModelConfig(Settings):
+    corpus: str = option("python-stdlib", "file, directory, glob, or 'python-stdlib'")
+    tokenizer: str = option("char", "token unit", choices=KINDS)
+    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT)
+    cell: str = option("lstm", "recurrent cell", choices=lambda: tuple(RECURRENT_LAYERS))
+    layer_norm: bool = option(False, "layer-normalised LSTM cell (Ba et al. 2016)")
+    embed: int = option(64, "embedding size", kind=POSITIVE_INT)
+    hidden: int = option(256, "hidden units per layer", kind=POSITIVE_INT)
+    layers: int = option(1, "stacked recurrent layers", kind=POSITIVE_INT)
+    dropout: float = option(0.0, "dropout probability (embedding, between layers, output)", kind=PROBABILITY)
+    tie_weights: bool = option(False, "share the embedding table with the output layer (needs --embed = --hidden)")
+    seq_len: int = option(64, "tokens per stream per step (truncated BPTT length)", kind=POSITIVE_INT)
+    batch: int = option(32, "parallel streams per step", kind=POSITIVE_INT)
+    val_fraction: float = option(0.02, "tail of the corpus held out for validation", kind=FRACTION)
+    eval_batches: int = option(20, "validation batches per evaluation (0: the whole split)", kind=NONNEGATIVE_INT)
+    sample_every: int = option(400, "steps between samples shown during training", kind=POSITIVE_INT)
+    sample_length: int = option(300, "characters or words per sample (0: no samples)", kind=NONNEGATIVE_INT)
+
+    def validate(self) -> "LanguageModelConfig":
+        super().validate()
+        if self.layer_norm and self.cell != "lstm":
+            raise ConfigError(f"--layer-norm: the layer-normalised cell is an LSTM; received --cell {self.cell}")
+        if self.tie_weights and self.embed != self.hidden:
+            raise ConfigError(f"--tie-weights: needs --embed equal to --hidden, received --embed {self.embed} "
+                              f"and --hidden {self.hidden}")
+        return self
+
+
+def evaluate_ids(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: int,
+                 max_batches: int = 0) -> tuple[float, int]:
+    """(mean cross-entropy in nats per token, number of tokens predicted) over ``ids`` laid out
+    in ``batch`` streams (see :func:`seqnet.data.iter_eval_batches`), state carried."""
+    state, total, count = None, None, 0
+    for k, (inputs, targets) in enumerate(iter_eval_batches(ids, batch, seq_len)):
+        if max_batches and k >= max_batches:
+            break
+        loss, state = model.loss(model.device_ids(inputs), model.device_ids(targets), state)
+        tokens = inputs.shape[0] * inputs.shape[1]
+        total = loss * tokens if total is None else total + loss * tokens
+        count += tokens
+    return float(to_numpy(total)) / count, count
+
+
+def build_model(config: LanguageModelConfig, tokenizer, *, backend: str, device: Any, dtype: str,
+                seed: int) -> LanguageModel:
+    with backend_context(backend, device):
+        return LanguageModel(tokenizer.vocab_size, config.embed, config.hidden, config.layers, config.cell,
+                             config.dropout, config.tie_weights, dtype=dtype, seed=seed, tokenizer=tokenizer,
+                             layer_norm=config.layer_norm)
+
+
+class LanguageModelTask(Task):
+    """Next-token prediction on a corpus; see the module docstring."""
+
+    kind = "lm"
+    Config = LanguageModelConfig
+
+    def __init__(self, config: LanguageModelConfig, tokenizer, model: LanguageModel, ids: np.ndarray | None = None):
+        self.config, self.tokenizer, self.model = config, tokenizer, model
+        self.report_every = config.sample_every if config.sample_length else None
+        self.tokens_per_step = config.batch * config.seq_len
+        self.carry: list = [None]
+        if ids is not None:
+            self.train_ids, self.val_ids = split_train_val(ids, config.val_fraction)
+            self.batcher = StreamBatcher(self.train_ids, config.batch, config.seq_len)
+
+    # -- building -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config, run_dir, *, backend, device, dtype, seed):
+        paths = resolve_corpus(config.corpus)
+        if config.tokenizer == "byte":
+            tokenizer = make_tokenizer("byte")
+        else:
+            tokenizer = make_tokenizer(config.tokenizer, iter_text_chunks(paths), max_words=config.max_words)
+        ids = load_token_ids(encode_corpus(paths, tokenizer, Path(run_dir) / "tokens.bin"))
+        model = build_model(config, tokenizer, backend=backend, device=device, dtype=dtype, seed=seed)
+        return cls(config, tokenizer, model, ids)
+
+    @classmethod
+    def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
+        tokenizer = tokenizer_from_json(setup.get("tokenizer"))
+        ids = None
+        if run_dir is not None:
+            ids = load_token_ids(encode_corpus(resolve_corpus(config.corpus), tokenizer, Path(run_dir) / "tokens.bin"))
+        model = build_model(config, tokenizer, backend=backend, device=device, dtype=dtype, seed=seed)
+        return cls(config, tokenizer, model, ids)
+
+    def setup(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_json()}
+
+    def describe(self) -> str:
+        c = self.config
+        cell = ("layer-norm " if c.layer_norm else "") + c.cell
+        return (f"{cell} {c.layers}x{c.hidden}, {self.model.num_parameters():,} parameters, vocabulary "
+                f"{self.tokenizer.vocab_size}, {self.train_ids.shape[0]:,} training tokens")
+
+    # -- training -----------------------------------------------------------------------
+    def train_batches(self, count: int) -> list:
+        """The next (T, B) batch as ``count`` micro-batches of B / count streams each."""
+        batch = self.config.batch
+        if batch % count:
+            raise ConfigError(f"--accumulate: expected a divisor of --batch {batch}, received {count}")
+        if self.batcher.position % len(self.batcher) == 0:
+            self.carry = [None] * count         # the streams restart: do not carry the old state
+        elif len(self.carry) != count:
+            self.carry = self._split(self._joined_carry(), count)
+        inputs, targets = self.batcher.next_batch()
+        width = batch // count
+        return [(inputs[:, k * width:(k + 1) * width], targets[:, k * width:(k + 1) * width], k) for k in range(count)]
+
+    def loss_and_grads(self, batch, grad_scale: float):
+        inputs, targets, k = batch
+        model = self.model
+        loss, self.carry[k] = model.loss_and_grads(model.device_ids(inputs), model.device_ids(targets), self.carry[k],
+                                                   grad_scale=grad_scale)
+        return loss
+
+    def evaluate(self) -> dict:
+        c = self.config
+        if self.val_ids.shape[0] < 2 * c.batch:
+            return {"val_bits_per_token": None}          # too few tokens held out
+        nats, _ = evaluate_ids(self.model, self.val_ids, min(c.batch, self.val_ids.shape[0] // 2), c.seq_len,
+                               c.eval_batches)
+        return {"val_bits_per_token": nats / math.log(2)}
+
+    def evaluate_corpus(self, corpus: str, batch: int, seq_len: int) -> dict:
+        """Bits per token of the trained model on another corpus, cut into ``batch`` streams
+        (fewer when the corpus is short); every token after a stream's first is predicted."""
+        import tempfile
+
+        paths = resolve_corpus(corpus)
+        with tempfile.TemporaryDirectory() as tmp:  # encoded on disk and memory-mapped, like training data
+            ids = load_token_ids(encode_corpus(paths, self.tokenizer, Path(tmp) / "eval.bin"))
+            batch = max(1, min(batch, ids.shape[0] // 2))
+            nats, scored = evaluate_ids(self.model, ids, batch, seq_len)
+            corpus_tokens = int(ids.shape[0])
+            del ids                                  # release the memory map before the folder goes
+        return {"tokens": scored, "corpus_tokens": corpus_tokens, "streams": batch,
+                "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
+
+    def report(self, step: int) -> str | None:
+        if not self.config.sample_length:
+            return None
+        return self.model.generate("", self.config.sample_length, temperature=0.8, seed=step)[0]
+
+    # -- carried state ----------------------------------------------------------------------
+    def _joined_carry(self):
+        """The carried state of all B streams (the micro-batches' joined), or None."""
+        if any(c is None for c in self.carry):
+            return None
+        xp = self.model.backend.xp
+        parts = [c if isinstance(c, tuple) else (c,) for c in self.carry]
+        joined = tuple(xp.concat([p[j] for p in parts], axis=1) for j in range(len(parts[0])))
+        return joined if len(joined) > 1 else joined[0]
+
+    @staticmethod
+    def _split(state, count: int) -> list:
+        if state is None:
+            return [None] * count
+        parts = state if isinstance(state, tuple) else (state,)
+        width = parts[0].shape[1] // count
+        split = [tuple(p[:, k * width:(k + 1) * width, :] for p in parts) for k in range(count)]
+        return [s if len(s) > 1 else s[0] for s in split]
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict, dict]:
+        arrays = {}
+        joined = self._joined_carry()
+        if joined is not None:
+            for j, part in enumerate(joined if isinstance(joined, tuple) else (joined,)):
+                arrays[f"{CARRY_PREFIX}{j}"] = to_numpy(part)
+        return {"data": self.batcher.state_dict(), "rng": rng_to_json(self.model.dropout_rng)}, arrays
+
+    def load_state_dict(self, state: dict, arrays: dict) -> None:
+        self.batcher.load_state_dict(state["data"])
+        self.model.dropout_rng.bit_generator.state = rng_from_json(state["rng"]).bit_generator.state
+        parts = [arrays[k] for k in sorted(arrays) if k.startswith(CARRY_PREFIX)]
+        backend = self.model.backend
+        parts = [backend.asarray(p, self.model.dtype_name) for p in parts]
+        self.carry = [None if not parts else (tuple(parts) if len(parts) > 1 else parts[0])]

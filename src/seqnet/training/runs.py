@@ -1,0 +1,77 @@
+"""Run directories: start a run, resume one, or load its trained model for inference.
+
+A run's truth is its latest checkpoint: the config stored there (``config.json`` beside it
+is a copy for people to read), the task's setup (vocabulary) and state, the trainer's state.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from ..tasks import TASKS, LanguageModelConfig, Task
+from ..errors import CheckpointError
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import TrainerConfig
+from .trainer import Trainer
+
+
+def configs_of(checkpoint: Checkpoint) -> tuple[type[Task], Any, TrainerConfig]:
+    """(task class, task config, trainer config) that a checkpoint was written with."""
+    config = checkpoint.config
+    if checkpoint.format_version == 1:                 # one flat language-model config
+        task_names = {f.name for f in fields(LanguageModelConfig)}
+        trainer_names = {f.name for f in fields(TrainerConfig)}
+        task_config = LanguageModelConfig.from_json({k: v for k, v in config.items() if k in task_names})
+        trainer = {k: v for k, v in config.items() if k in trainer_names}
+        if isinstance(trainer.get("warmup"), int) and isinstance(trainer.get("steps"), int):
+            trainer["warmup"] = min(trainer["warmup"], trainer["steps"] // 2)     # version 1 clamped it so
+        return TASKS["lm"], task_config, TrainerConfig.from_json(trainer, "config")
+    if not isinstance(config, dict) or not isinstance(config.get("task"), dict):
+        raise CheckpointError(f"{checkpoint.path}: config has no 'task' record")
+    task_json = dict(config["task"])
+    kind = task_json.pop("kind", None)
+    if kind not in TASKS:
+        raise CheckpointError(f"{checkpoint.path}: unknown task {kind!r}; this seqnet knows {sorted(TASKS)}")
+    task_cls = TASKS[kind]
+    return task_cls, task_cls.Config.from_json(task_json, "config['task']"), \
+        TrainerConfig.from_json(config.get("trainer", {}), "config['trainer']")
+
+
+def new_run(kind: str, task_config, trainer_config: TrainerConfig, run_dir: str | Path, **trainer_options) -> Trainer:
+    """A trainer for a fresh run of task ``kind`` in ``run_dir`` (data read and model built now)."""
+    task_config.validate()
+    trainer_config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task = TASKS[kind].create(task_config, run_dir, backend=trainer_config.backend, device=trainer_config.device,
+                              dtype=trainer_config.dtype, seed=trainer_config.seed)
+    return Trainer(task, trainer_config, run_dir, **trainer_options)
+
+
+def resume_run(run_dir: str | Path, **trainer_options) -> Trainer:
+    """A trainer that continues the run in ``run_dir`` from its latest checkpoint."""
+    checkpoint = load_checkpoint(run_dir)
+    task_cls, task_config, trainer_config = configs_of(checkpoint)
+    task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=trainer_config.backend,
+                            device=trainer_config.device, dtype=trainer_config.dtype, seed=trainer_config.seed,
+                            run_dir=Path(run_dir))
+    return Trainer(task, trainer_config, run_dir, **trainer_options).restore(checkpoint)
+
+
+def load_task(run_dir: str | Path, backend: str | None = None, device: Any = None) -> Task:
+    """The trained task of a run directory for inference (weights loaded; no data, no optimizer),
+    on ``backend`` (default: the run's own)."""
+    checkpoint = load_checkpoint(run_dir, optimizer=False)
+    task_cls, task_config, trainer_config = configs_of(checkpoint)
+    if backend is None:
+        backend, device = trainer_config.backend, trainer_config.device
+    task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=backend, device=device,
+                            dtype=trainer_config.dtype, seed=trainer_config.seed)
+    task.model.load_state_dict(checkpoint.weights)
+    return task
+
+
+def load_model(run_dir: str | Path, backend: str | None = None, device: Any = None):
+    """The trained model of a run directory (a language model comes with its tokenizer)."""
+    return load_task(run_dir, backend, device).model
