@@ -166,7 +166,9 @@ def _rnn_forward(xproj, h, w, relu, reverse):
 
 
 def _feature_major(state):
-    return [np.ascontiguousarray(s.T) for s in state]
+    """Fresh (H, B) copies: the kernels update them in place, and with B = 1 a transpose is
+    already contiguous, so np.ascontiguousarray would hand back a view of the caller's array."""
+    return [np.array(s.T, order="C") for s in state]
 
 
 def _batch_major(state):
