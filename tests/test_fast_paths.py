@@ -55,6 +55,8 @@ def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
     weights_before = {k: to_numpy(v) for k, v in layer.state_dict().items()}
     got, got_grads = run(layer, x, hx, d_out, d_hn, lengths)
     want, want_grads = run(reference, x, hx, d_out, d_hn, lengths)
+    if kwargs.get("layer_norm") and dtype == "float32":
+        tol = 2e-3       # a layer norm over 3 or 12 units divides float32 rounding by a small deviation
     for name, value in layer.state_dict().items():     # kernels scale copies, never the weights
         np.testing.assert_array_equal(to_numpy(value), weights_before[name], err_msg=name)
     for a, b in zip(got, want):
@@ -63,6 +65,32 @@ def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
     for name in want_grads:
         np.testing.assert_allclose(to_numpy(got_grads[name]), to_numpy(want_grads[name]), rtol=tol, atol=tol,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("cls,kwargs", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_override_matches_reference_at_batch_1_with_zero_states(xb64, cls, kwargs):
+    """One row (a transpose is then contiguous: buffers must still be copies) and hx, d_h_n
+    None (the layer hands one zeros array to every state): the kernels must not write into them."""
+    layer = cls(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=3, **kwargs)
+    reference = without_overrides(cls(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=3, **kwargs))
+    rng = np.random.default_rng(2)
+    x = xb64.asarray(rng.standard_normal((6, 1, 3)), "float64")
+    d_out = xb64.asarray(rng.standard_normal((6, 1, 8)), "float64")
+    d_hn_host = rng.standard_normal((4, 1, 4))
+    d_hn = xb64.asarray(d_hn_host, "float64")
+    if cls is seqnet.LSTM:
+        d_hn = (d_hn, d_hn)
+    for upstream in (None, d_hn):
+        got, got_grads = run(layer, x, None, d_out, upstream)
+        want, want_grads = run(reference, x, None, d_out, upstream)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-11, atol=1e-12)
+        for name in want_grads:
+            np.testing.assert_allclose(to_numpy(got_grads[name]), to_numpy(want_grads[name]), rtol=1e-11,
+                                       atol=1e-12, err_msg=name)
+        layer.zero_grad()
+        reference.zero_grad()
+    np.testing.assert_array_equal(to_numpy(d_hn[0] if isinstance(d_hn, tuple) else d_hn), d_hn_host)
 
 
 def test_numpy_registers_its_overrides_and_others_use_the_reference(xb):

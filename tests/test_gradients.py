@@ -30,6 +30,7 @@ CELLS = {
     "lstm": lambda **kw: seqnet.LSTM(**kw),
     "gru": lambda **kw: seqnet.GRU(reset_after=True, **kw),
     "gru_cho": lambda **kw: seqnet.GRU(reset_after=False, **kw),
+    "lstm_ln": lambda **kw: seqnet.LSTM(layer_norm=True, **kw),
 }
 
 # (relative error, what was checked): quoted by test_zz_report_largest_error.
@@ -53,7 +54,11 @@ class Problem:
         self.backend = backend
         self.layer = CELLS[cell](input_size=I, hidden_size=H, num_layers=num_layers, bidirectional=bidirectional,
                                  batch_first=batch_first, dropout=dropout, dtype="float64", seed=seed)
-        self.is_lstm = cell == "lstm"
+        self.is_lstm = cell.startswith("lstm")
+        if cell == "lstm_ln":     # gains 1 and LN biases 0 would hide a gain or bias used in the wrong place
+            gen = np.random.default_rng(seed + 50)
+            self.layer.load_state_dict({k: (1.0 if k.startswith("ln_weight") else 0.0) + 0.3 * gen.standard_normal(v.shape)
+                                        if k.startswith("ln_") else to_numpy(v) for k, v in self.layer.state_dict().items()})
         self.lengths = LENGTHS if lengths else None
         self.dropout_seed = 1234 if dropout else None
         rng = np.random.default_rng(seed + 100)
