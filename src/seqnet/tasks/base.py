@@ -12,7 +12,7 @@ knows nothing about what is being learned; a :class:`Task` does:
   ``loss_and_grads(batch, grad_scale)`` adds that micro-batch's gradients (times
   ``grad_scale``) to the model's and returns its mean loss as a 0-d device array (nats);
 - ``evaluate()``: validation metrics (JSON numbers); ``report(step)``: text to show at
-  ``report_every`` steps (a sample), or None;
+  ``report_every`` steps (a language model's sample, with its heading), or None;
 - ``state_dict()`` / ``load_state_dict()``: what a resumed run needs to continue exactly
   (data position, carried state, random generators), as JSON plus named host arrays.
 """

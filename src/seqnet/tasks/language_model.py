@@ -177,7 +177,8 @@ class LanguageModelTask(Task):
     def report(self, step: int) -> str | None:
         if not self.config.sample_length:
             return None
-        return self.model.generate("", self.config.sample_length, temperature=0.8, seed=step)[0]
+        text = self.model.generate("", self.config.sample_length, temperature=0.8, seed=step)[0]
+        return f"--- sample at step {step} ---\n{text}\n---"
 
     # -- carried state ----------------------------------------------------------------------
     def _joined_carry(self):

@@ -158,7 +158,7 @@ class Trainer:
                     text = task.report(self.step)
                     if text is not None:
                         bar.clear()
-                        self.log(f"--- sample at step {self.step} ---\n{text}\n---")
+                        self.log(text)
                 if due(cfg.checkpoint_every) or last:
                     self.save()
         finally:
