@@ -493,7 +493,9 @@ def _from_version_1(meta: dict, step_dir: Path, weights, optimizer_arrays, read_
         carry = {}
     else:
         carry = {k: v for k, v in optimizer_arrays.items() if k.startswith(_V1_CARRY_PREFIX)}
-        optimizer_arrays = {k: v for k, v in optimizer_arrays.items() if not k.startswith(_V1_CARRY_PREFIX)}
+        # Version 1 kept the output layer's weight as (in, out) and its optimizer state so; now (out, in).
+        optimizer_arrays = {k: (np.ascontiguousarray(v.T) if k.startswith("decoder.weight.") else v)
+                            for k, v in optimizer_arrays.items() if not k.startswith(_V1_CARRY_PREFIX)}
     extra = meta.get("extra") or {}
     return Checkpoint(
         step=meta["step"], config=meta["config"],

@@ -48,11 +48,13 @@ class TrainerConfig(Settings):
     dtype: str = option("float32", "floating-point type of parameters and activations", choices=("float32", "float64"))
     seed: int = option(0, "seed of the initial weights, dropout and sampling", kind=NONNEGATIVE_INT)
 
+    @property
+    def warmup_steps(self) -> int:
+        """--warmup, or when it is automatic (None) 50 steps, at most half of --steps."""
+        return min(DEFAULT_WARMUP, self.steps // 2) if self.warmup is None else self.warmup
+
     def validate(self) -> "TrainerConfig":
-        """Check every field; an automatic warm-up (None) becomes its number of steps."""
         super().validate()
-        if self.warmup is None:
-            self.warmup = min(DEFAULT_WARMUP, self.steps // 2)
-        if self.warmup >= self.steps:
+        if self.warmup is not None and self.warmup >= self.steps:
             raise ConfigError(f"--warmup: expected fewer steps than --steps {self.steps}, received {self.warmup}")
         return self

@@ -24,8 +24,11 @@ def configs_of(checkpoint: Checkpoint) -> tuple[type[Task], Any, TrainerConfig]:
         trainer_names = {f.name for f in fields(TrainerConfig)}
         task_config = LanguageModelConfig.from_json({k: v for k, v in config.items() if k in task_names})
         trainer = {k: v for k, v in config.items() if k in trainer_names}
-        if isinstance(trainer.get("warmup"), int) and isinstance(trainer.get("steps"), int):
-            trainer["warmup"] = min(trainer["warmup"], trainer["steps"] // 2)     # version 1 clamped it so
+        # Version 1 used min(warmup, steps // 2) with its only default, 50: that is the automatic warm-up now.
+        if trainer.get("warmup") == 50:
+            trainer["warmup"] = None
+        elif isinstance(trainer.get("warmup"), int) and isinstance(trainer.get("steps"), int):
+            trainer["warmup"] = min(trainer["warmup"], trainer["steps"] // 2)
         return TASKS["lm"], task_config, TrainerConfig.from_json(trainer, "config")
     if not isinstance(config, dict) or not isinstance(config.get("task"), dict):
         raise CheckpointError(f"{checkpoint.path}: config has no 'task' record")

@@ -77,10 +77,10 @@ class Trainer:
     @property
     def schedule(self):
         cfg = self.config
-        key = (cfg.schedule, cfg.lr, cfg.steps, cfg.warmup)
+        key = (cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps)
         if getattr(self, "_schedule_key", None) != key:
             self._schedule_key = key
-            self._schedule = make_schedule(cfg.schedule, cfg.lr, cfg.steps, warmup_steps=cfg.warmup)
+            self._schedule = make_schedule(cfg.schedule, cfg.lr, cfg.steps, warmup_steps=cfg.warmup_steps)
         return self._schedule
 
     # -- checkpoints ----------------------------------------------------------------------
