@@ -95,7 +95,7 @@ class LanguageModelTask(Task):
         self.config, self.tokenizer, self.model = config, tokenizer, model
         self.report_every = config.sample_every if config.sample_length else None
         self.tokens_per_step = config.batch * config.seq_len
-        self.carry: list = [None]
+        self.carried: list = [None]
         if ids is not None:
             self.train_ids, self.val_ids = split_train_val(ids, config.val_fraction)
             self.batcher = StreamBatcher(self.train_ids, config.batch, config.seq_len)
@@ -137,9 +137,9 @@ class LanguageModelTask(Task):
         if batch % count:
             raise ConfigError(f"--accumulate: expected a divisor of --batch {batch}, received {count}")
         if self.batcher.position % len(self.batcher) == 0:
-            self.carry = [None] * count         # the streams restart: do not carry the old state
-        elif len(self.carry) != count:
-            self.carry = self._split(self._joined_carry(), count)
+            self.carried = [None] * count         # the streams restart: do not carry the old state
+        elif len(self.carried) != count:
+            self.carried = self._split(self._joined_state(), count)
         inputs, targets = self.batcher.next_batch()
         width = batch // count
         return [(inputs[:, k * width:(k + 1) * width], targets[:, k * width:(k + 1) * width], k) for k in range(count)]
@@ -147,8 +147,8 @@ class LanguageModelTask(Task):
     def loss_and_grads(self, batch, grad_scale: float):
         inputs, targets, k = batch
         model = self.model
-        loss, self.carry[k] = model.loss_and_grads(model.device_ids(inputs), model.device_ids(targets), self.carry[k],
-                                                   grad_scale=grad_scale)
+        loss, self.carried[k] = model.loss_and_grads(model.device_ids(inputs), model.device_ids(targets),
+                                                     self.carried[k], grad_scale=grad_scale)
         return loss
 
     def evaluate(self) -> dict:
@@ -181,12 +181,12 @@ class LanguageModelTask(Task):
         return f"--- sample at step {step} ---\n{text}\n---"
 
     # -- carried state ----------------------------------------------------------------------
-    def _joined_carry(self):
+    def _joined_state(self):
         """The carried state of all B streams (the micro-batches' joined), or None."""
-        if any(c is None for c in self.carry):
+        if any(c is None for c in self.carried):
             return None
         xp = self.model.backend.xp
-        parts = [c if isinstance(c, tuple) else (c,) for c in self.carry]
+        parts = [c if isinstance(c, tuple) else (c,) for c in self.carried]
         joined = tuple(xp.concat([p[j] for p in parts], axis=1) for j in range(len(parts[0])))
         return joined if len(joined) > 1 else joined[0]
 
@@ -202,7 +202,7 @@ class LanguageModelTask(Task):
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> tuple[dict, dict]:
         arrays = {}
-        joined = self._joined_carry()
+        joined = self._joined_state()
         if joined is not None:
             for j, part in enumerate(joined if isinstance(joined, tuple) else (joined,)):
                 arrays[f"{CARRY_PREFIX}{j}"] = to_numpy(part)
@@ -214,4 +214,4 @@ class LanguageModelTask(Task):
         parts = [arrays[k] for k in sorted(arrays) if k.startswith(CARRY_PREFIX)]
         backend = self.model.backend
         parts = [backend.asarray(p, self.model.dtype_name) for p in parts]
-        self.carry = [None if not parts else (tuple(parts) if len(parts) > 1 else parts[0])]
+        self.carried = [None if not parts else (tuple(parts) if len(parts) > 1 else parts[0])]
