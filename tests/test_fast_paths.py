@@ -7,9 +7,8 @@ import pytest
 import seqnet
 from seqnet import kernels
 from seqnet.backend import to_numpy
-from seqnet.cells import GRUCell, LSTMCell, LayerNormLSTMCell, RNNCell
+from seqnet.cells import GRUCell, LSTMCell, RNNCell
 from seqnet.kernels import numpy as numpy_kernels
-from seqnet.kernels import time_loop
 from seqnet.kernels.counting import ops_per_step
 
 CASES = [

@@ -84,6 +84,18 @@ class BackpropOnce:
         self.check()
         self.used = True
 
+    def accept(self, backend, upstream, name: str, shape: tuple, dtype, of: str):
+        """Check a backprop closure's one upstream gradient (``name``: an array of ``backend``
+        with ``dtype`` and the ``shape`` of ``of``), then consume the tape; returns it."""
+        from ..backend import check_array
+
+        self.check()
+        upstream = check_array(backend, upstream, name, dtype=dtype)
+        if tuple(upstream.shape) != tuple(shape):
+            raise ShapeError(f"{name}: expected the shape of {of} {tuple(shape)}, received {tuple(upstream.shape)}")
+        self.consume()
+        return upstream
+
 
 class Layer:
     """Base class of layers: own parameters, child layers, and everything that walks them."""

@@ -65,11 +65,7 @@ class Embedding(Layer):
         guard = BackpropOnce("Embedding backprop")
 
         def backprop(d_out):
-            guard.check()
-            d_out = check_array(self.backend, d_out, "d_out", dtype=self.dtype_name)
-            if tuple(d_out.shape) != out_shape:
-                raise ShapeError(f"d_out: expected the shape of the output {out_shape}, received {tuple(d_out.shape)}")
-            guard.consume()
+            d_out = guard.accept(self.backend, d_out, "d_out", out_shape, self.dtype_name, of="the output")
             d_flat = xp.reshape(d_out, (-1, self.embedding_dim))
             sums = kernels.kernel(self.backend, "embedding_backward")(flat, d_flat, self.num_embeddings, xp=xp)
             weight.grad = weight.grad + sums

@@ -55,11 +55,7 @@ class Linear(Layer):
         guard = BackpropOnce("Linear backprop")
 
         def backprop(dy):
-            guard.check()
-            dy = check_array(self.backend, dy, "dy", dtype=self.dtype_name)
-            if tuple(dy.shape) != out_shape:
-                raise ShapeError(f"dy: expected the shape of y {out_shape}, received {tuple(dy.shape)}")
-            guard.consume()
+            dy = guard.accept(self.backend, dy, "dy", out_shape, self.dtype_name, of="y")
             d_flat = xp.reshape(dy, (-1, self.out_features))
             weight.grad = weight.grad + xp.matmul(xp.matrix_transpose(d_flat), flat)       # (out, in)
             if bias is not None:

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_array, to_numpy
+from ..backend import to_numpy
 from ..decoding import check_sampling, sample_tokens
 from ..decoding.generate import check_count
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
 from ..layers.dropout import check_dropout, dropout_mask
@@ -96,7 +96,7 @@ class LanguageModel(Layer):
         return self._run(ids, hx, training=True)
 
     def _run(self, ids, hx, training: bool):
-        xp, backend = self.backend.xp, self.backend
+        backend = self.backend
         ids = self.check_ids(ids)
         drop_p = self.dropout if training else 0.0
         drop_in = drop_out = emb_back = table = None
@@ -121,12 +121,7 @@ class LanguageModel(Layer):
         logits_shape = tuple(logits.shape)
 
         def backprop(d_logits):
-            guard.check()
-            d_logits = check_array(backend, d_logits, "d_logits", dtype=self.dtype_name)
-            if tuple(d_logits.shape) != logits_shape:
-                raise ShapeError(f"d_logits: expected the shape of the logits {logits_shape}, "
-                                 f"received {tuple(d_logits.shape)}")
-            guard.consume()
+            guard.accept(backend, d_logits, "d_logits", logits_shape, self.dtype_name, of="the logits")
             d_hs = dec_back(d_logits)
             if drop_out is not None:
                 d_hs = d_hs * drop_out

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...cells.layer_norm_lstm import LN_EPS
-from .time_loop import BufferTape, _batch_major, _feature_major, _order, transposed_weight
+from .time_loop import (BufferTape, _batch_major, _feature_major, _order, lstm_gates_backward, lstm_gates_forward,
+                        transposed_weight)
 
 
 def _normalise(a: np.ndarray, out: np.ndarray, inv: np.ndarray, row: np.ndarray) -> None:
@@ -69,23 +70,15 @@ def lstm_ln_forward(cell, xproj, state0, p, masks, reverse, *, xp, keep_tape=Tru
         np.multiply(a, g_hh, out=z)
         z += b_hh
         z += xproj[t].T
-        z[:3 * hidden] *= 0.5                                        # sigmoid via tanh for i, f, o
-        np.tanh(z, out=z)
-        ifo = z[:3 * hidden]
-        ifo *= 0.5
-        ifo += 0.5
-        i, f, o, g = z[:hidden], z[hidden:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
         c_new = cs[t] if keep_tape else cs[k % 2]
-        np.multiply(f, c, out=c_new)
-        np.multiply(i, g, out=ig)
-        c_new += ig                                                 # c' = f c + i g
+        lstm_gates_forward(z, c, c_new, ig)                         # gates, c' = f c + i g
         np.copyto(tanh_c, c_new)
         _normalise(tanh_c, c_hat[s], c_inv[s], row)                # c_hat = LN(c') before its gain
         np.multiply(c_hat[s], g_c, out=tanh_c)
         tanh_c += b_c
         np.tanh(tanh_c, out=tanh_c)
         h = h_bufs[k % 2]
-        np.multiply(o, tanh_c, out=h)                               # h' = o tanh(LN(c'))
+        np.multiply(z[2 * hidden:3 * hidden], tanh_c, out=h)        # h' = o tanh(LN(c'))
         hs[t] = h.T
         c = c_new
     tape = None
@@ -116,7 +109,7 @@ def lstm_ln_backward(cell, tape, d_hs, d_final, p, masks, *, xp):
         if d_hs is not None:
             dh += d_hs[t].T
         z, a = gates[t], a_hat[t]
-        ifo, i, f, o, g = z[:3 * hidden], z[:hidden], z[hidden:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
+        f, o = z[hidden:2 * hidden], z[2 * hidden:3 * hidden]
         c_prev = tape.prev(cs, c0, t)
         np.multiply(c_hat[t], g_c, out=t_c)
         t_c += b_c
@@ -132,17 +125,7 @@ def lstm_ln_backward(cell, tape, d_hs, d_final, p, masks, *, xp):
         _normalise_backward(d_lc, c_hat[t], c_inv[t], dc_ln, narrow, row)
         dc += dc_ln                                                 # dc = dc' + LN's backward
         np.multiply(dc, f, out=dc_prev)
-        np.multiply(dc, g, out=d_post[:hidden])                     # dL/di
-        np.multiply(dc, c_prev, out=d_post[hidden:2 * hidden])      # dL/df
-        np.multiply(dh, t_c, out=d_post[2 * hidden:])               # dL/do
-        np.multiply(g, g, out=narrow)
-        np.subtract(1, narrow, out=narrow)
-        narrow *= dc
-        np.multiply(narrow, i, out=dz[3 * hidden:])                 # d g_pre = dc i (1 - g^2)
-        dz_ifo = dz[:3 * hidden]
-        np.subtract(1, ifo, out=dz_ifo)
-        dz_ifo *= ifo
-        dz_ifo *= d_post                                            # d (i, f, o)_pre = dL/d(.) s (1 - s)
+        lstm_gates_backward(z, dh, dc, c_prev, t_c, dz, d_post, narrow)
         np.multiply(dz, a, out=wide)
         d_ghh += wide.sum(axis=1)
         np.multiply(dz, g_hh, out=wide)                             # dL/d a_hat

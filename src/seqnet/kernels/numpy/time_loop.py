@@ -79,6 +79,21 @@ def _buffers(xproj: np.ndarray, rows: int, keep_tape: bool):
 
 
 # -- forward ------------------------------------------------------------------------------
+def lstm_gates_forward(z, c, c_new, scratch) -> None:
+    """An LSTM step's gates from their pre-activations z (4H, B) (rows i, f, o, g), in place,
+    and c_new = f c + i g; scratch (H, B). sigmoid(x) = (tanh(x/2) + 1) / 2, so one tanh
+    covers all four gates."""
+    hidden = c.shape[0]
+    z[:3 * hidden] *= 0.5
+    np.tanh(z, out=z)
+    ifo = z[:3 * hidden]
+    ifo *= 0.5
+    ifo += 0.5                                                     # i, f, o = sigmoid(.), g = tanh(.)
+    np.multiply(z[hidden:2 * hidden], c, out=c_new)
+    np.multiply(z[:hidden], z[3 * hidden:], out=scratch)
+    c_new += scratch                                               # c' = f c + i g
+
+
 def _lstm_forward(xproj, h, c, p, keep_tape, reverse):
     """xproj: (T, B, 4H); h, c: (H, B). Returns hs (T, B, H), final (h, c) (H, B), gates, extra."""
     steps, batch, width = xproj.shape
@@ -94,19 +109,11 @@ def _lstm_forward(xproj, h, c, p, keep_tape, reverse):
         z = gates[t] if keep_tape else gates[0]
         np.matmul(w_t, h, out=hh)
         np.add(xproj[t].T, hh, out=z)
-        z[:3 * hidden] *= 0.5                          # sigmoid(x) = (tanh(x/2) + 1) / 2 for i, f, o
-        np.tanh(z, out=z)
-        ifo = z[:3 * hidden]
-        ifo *= 0.5
-        ifo += 0.5                                                     # i, f, o = sigmoid(.), g = tanh(.)
-        i, f, o, g = z[:hidden], z[hidden:2 * hidden], z[2 * hidden:3 * hidden], z[3 * hidden:]
         c_new = cs[t] if keep_tape else cs[k % 2]
-        np.multiply(f, c, out=c_new)
-        np.multiply(i, g, out=ig)
-        c_new += ig                                                    # c' = f c + i g
+        lstm_gates_forward(z, c, c_new, ig)
         np.tanh(c_new, out=tanh_c)
         h = h_bufs[k % 2]
-        np.multiply(o, tanh_c, out=h)                                  # h' = o tanh(c')
+        np.multiply(z[2 * hidden:3 * hidden], tanh_c, out=h)           # h' = o tanh(c')
         hs[t] = h.T
         c = c_new
     return hs, (h, c), gates, {"c": cs}
@@ -194,6 +201,25 @@ def rnn_forward(cell, xproj, state0, p, masks, reverse, *, xp, keep_tape=True):
 
 
 # -- backward -----------------------------------------------------------------------------
+def lstm_gates_backward(a, dh, dc, c_prev, tanh_c, dz, d_post, scratch) -> None:
+    """dz (4H, B) = dL/d(gate pre-activations) of an LSTM step, feature-major, from the gates
+    ``a`` (i, f, o, g after their nonlinearities), dh, the cell state's whole gradient dc,
+    c_prev and the tanh that multiplied o; d_post (3H, B) and scratch (H, B) are buffers."""
+    hidden = dc.shape[0]
+    ifo, i, g = a[:3 * hidden], a[:hidden], a[3 * hidden:]
+    np.multiply(dc, g, out=d_post[:hidden])                       # dL/di
+    np.multiply(dc, c_prev, out=d_post[hidden:2 * hidden])        # dL/df
+    np.multiply(dh, tanh_c, out=d_post[2 * hidden:])              # dL/do
+    np.multiply(g, g, out=scratch)
+    np.subtract(1, scratch, out=scratch)
+    scratch *= dc
+    np.multiply(scratch, i, out=dz[3 * hidden:])                  # d g_pre = dc i (1 - g^2)
+    dz_ifo = dz[:3 * hidden]
+    np.subtract(1, ifo, out=dz_ifo)
+    dz_ifo *= ifo
+    dz_ifo *= d_post                                              # d (i, f, o)_pre = dL/d(.) s (1 - s)
+
+
 def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
     gates, cs, c0 = tape.gates, tape.extra["c"], tape.extra["c0"]
     steps, width, batch = gates.shape
@@ -207,7 +233,7 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
         if d_hs is not None:
             dh += d_hs[t].T
         a = gates[t]
-        ifo, i, f, o, g = a[:3 * hidden], a[:hidden], a[hidden:2 * hidden], a[2 * hidden:3 * hidden], a[3 * hidden:]
+        f, o = a[hidden:2 * hidden], a[2 * hidden:3 * hidden]
         c_prev = tape.prev(cs, c0, t)
         np.tanh(cs[t], out=tanh_c)
         np.multiply(tanh_c, tanh_c, out=t1)
@@ -216,17 +242,7 @@ def _lstm_backward(tape: BufferTape, d_hs, dh, dc, w_hh):
         t1 *= dh
         dc += t1                                          # dc = dc' + dh o (1 - tanh(c)^2)
         np.multiply(dc, f, out=dc_prev)                   # dL/dc_prev = dc f
-        np.multiply(dc, g, out=d_post[:hidden])           # dL/di
-        np.multiply(dc, c_prev, out=d_post[hidden:2 * hidden])   # dL/df
-        np.multiply(dh, tanh_c, out=d_post[2 * hidden:])         # dL/do
-        np.multiply(g, g, out=t1)
-        np.subtract(1, t1, out=t1)
-        t1 *= dc
-        np.multiply(t1, i, out=dz[3 * hidden:])           # d g_pre = dc i (1 - g^2)
-        dz_ifo = dz[:3 * hidden]
-        np.subtract(1, ifo, out=dz_ifo)
-        dz_ifo *= ifo
-        dz_ifo *= d_post                                  # d (i, f, o)_pre = dL/d(.) s (1 - s)
+        lstm_gates_backward(a, dh, dc, c_prev, tanh_c, dz, d_post, t1)
         np.matmul(w_hh, dz, out=dh)                       # dL/dh_prev = W_hh dz
         d_xproj[t] = dz.T                                 # overwrites a: its block now holds dz batch-major
         dc, dc_prev = dc_prev, dc
