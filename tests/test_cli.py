@@ -19,7 +19,7 @@ import pytest
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq-len", "16", "--steps", "12", "--eval-every", "6",
         "--sample-every", "6", "--checkpoint-every", "6", "--sample-length", "20", "--no-progress"]
-SUMMARY_KEYS = {"steps", "train_loss", "val_bits_per_token", "tokens_per_s"}
+SUMMARY_KEYS = {"steps", "train_bits_per_token", "val_bits_per_token", "tokens_per_s"}
 
 
 def seqnet(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
@@ -86,7 +86,7 @@ def test_metrics_are_json_lines_with_eval_records(trained):
     evals = [r for r in records if r["event"] == "eval"]
     assert [r["step"] for r in evals] == [6, 12]
     for record in evals:
-        assert math.isfinite(record["train_loss"]) and record["val_bits_per_token"] > 0
+        assert math.isfinite(record["train_bits_per_token"]) and record["val_bits_per_token"] > 0
     assert records[-1]["event"] == "summary"
 
 
@@ -189,16 +189,26 @@ def test_resume_without_a_checkpoint(tmp_path, exists):
     if exists:
         out.mkdir()
     assert_usage_error(seqnet("train", "--corpus", corpus, "--out", out, "--resume", *TINY),
-                       "not a seqnet run directory")
+                       "not a seqnet run directory" if exists else "does not exist")
+    assert list(out.iterdir()) == [] if exists else not out.exists()          # nothing written there
 
 
-def test_sampling_a_truncated_checkpoint(trained, tmp_path):
+def test_sampling_a_truncated_checkpoint_falls_back_to_the_previous_one(trained, tmp_path):
+    """The newest checkpoint damaged: sample uses the one before, with a warning naming the damage;
+    both damaged: an error naming the file."""
     run_dir, _, _ = trained
     copy = shutil.copytree(run_dir, tmp_path / "copy")
-    step_dir = copy / json.loads((copy / "latest.json").read_text())["checkpoint"]
-    weights = next(p for p in step_dir.iterdir() if p.name.startswith("weights."))
-    weights.write_bytes(weights.read_bytes()[:100])
-    assert_usage_error(seqnet("sample", copy, "--length", 5), "truncated or corrupt", weights.name)
+    newest = copy / json.loads((copy / "latest.json").read_text())["checkpoint"]
+    for step_dir in (newest, *(d for d in (copy / "checkpoints").iterdir() if d != newest)):
+        weights = next(p for p in step_dir.iterdir() if p.name.startswith("weights."))
+        weights.write_bytes(weights.read_bytes()[:100])
+        result = seqnet("sample", copy, "--length", 5, "--seed", 0)
+        if step_dir == newest:
+            assert result.returncode == 0, result.stderr
+            assert "seqnet sample: warning: the newest checkpoint" in result.stderr and newest.name in result.stderr
+            assert "step-00000006" in result.stderr and "Traceback" not in result.stderr
+        else:
+            assert_usage_error(result, "truncated or corrupt", weights.name)
 
 
 def test_sampling_a_foreign_directory(tmp_path):

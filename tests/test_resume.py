@@ -46,10 +46,12 @@ def write_corpus(path: Path) -> Path:
 
 
 def eval_records(run_dir: Path) -> dict[int, tuple]:
-    """step -> (train_loss, val_bits_per_token) of the eval records (a killed run may have written
-    one again after its last checkpoint; the values are the same, the last one wins)."""
+    """step -> (train_bits_per_token, val_bits_per_token) of the eval records; no step twice (the
+    records a killed run wrote after its last checkpoint are rolled back on resume)."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: (r["train_loss"], r["val_bits_per_token"]) for r in records if r["event"] == "eval"}
+    steps = [r["step"] for r in records if r["event"] == "eval"]
+    assert len(steps) == len(set(steps)), steps
+    return {r["step"]: (r["train_bits_per_token"], r["val_bits_per_token"]) for r in records if r["event"] == "eval"}
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -63,7 +65,8 @@ def assert_same_run(a: Path, b: Path) -> None:
     for name, array in ckpt_a.task_arrays.items():                  # the carried state
         assert np.array_equal(array, ckpt_b.task_arrays[name]), name
     assert ckpt_a.task["state"] == ckpt_b.task["state"]             # data position, dropout RNG
-    assert ckpt_a.trainer["history"] == ckpt_b.trainer["history"]   # the per-step loss trajectory
+    for name in ("history_step", "history_bits"):                   # the per-step loss trajectory
+        assert np.array_equal(ckpt_a.trainer_arrays[name], ckpt_b.trainer_arrays[name]), name
     assert eval_records(a) == eval_records(b)
 
 
@@ -118,7 +121,7 @@ def test_resume_of_a_finished_run_continues_to_more_steps(uninterrupted, tmp_pat
     ckpt = load_checkpoint(out)
     assert ckpt.step == STEPS + 10
     assert ckpt.config["trainer"]["steps"] == STEPS + 10
-    assert [step for step, _ in ckpt.trainer["history"]][-1] == STEPS + 9
+    assert ckpt.trainer_arrays["history_step"][-1] == STEPS + 9
     after = eval_records(out)
     assert {k: v for k, v in after.items() if k <= STEPS} == before and STEPS + 10 in after
     assert any(not np.array_equal(w, load_checkpoint(uninterrupted).weights[k]) for k, w in ckpt.weights.items())

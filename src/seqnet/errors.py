@@ -38,6 +38,10 @@ class CheckpointError(SeqnetError, ValueError):
     """A checkpoint is missing, truncated, corrupt, or written by something else."""
 
 
+class RunDirectoryError(SeqnetError, RuntimeError):
+    """A run directory cannot be written: another process holds it, it is read-only, or it is a file."""
+
+
 class NonFiniteLossError(SeqnetError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
@@ -53,3 +57,8 @@ def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name}: expected a positive integer, received {value!r}")
     return int(value)
+
+
+class SeqnetWarning(UserWarning):
+    """Something the user should know that does not stop the work (a damaged checkpoint skipped,
+    a corpus that changed since it was encoded, many unknown tokens)."""

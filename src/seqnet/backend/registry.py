@@ -161,10 +161,15 @@ def _torch_backend(device: Any) -> Backend:
         raise BackendError("backend 'torch' needs PyTorch: pip install 'seqnet[torch]' (torch==2.13.0, a CPU wheel)") from err
     import array_api_compat.torch as xp
 
+    from .threads import apply_to_torch
+
+    apply_to_torch()
     try:
         dev = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"device: expected a torch device such as 'cpu' or 'cuda:1', received {device!r}") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: expected a torch device that holds data, 'cpu' or 'cuda[:N]', received {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendError(f"device: torch device {dev} requested but torch.cuda.is_available() is False")
     return Backend("torch", xp, dev)

@@ -1,26 +1,38 @@
-"""``seqnet train | sample | eval`` — see ``seqnet <command> --help``."""
+"""``seqnet train | sample | eval`` — see ``seqnet <command> --help``.
+
+Every mistake a user can make ends in one line on stderr, ``seqnet <command>: error: ...``,
+and exit code 2; warnings are ``seqnet <command>: warning: ...``. A run stopped by SIGINT or
+SIGTERM writes a checkpoint first (exit codes 130 and 143). Output to a closed pipe is
+dropped, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import signal
 import sys
+import warnings
 from pathlib import Path
 
+from .. import __version__
 from ..backend import BACKEND_NAMES
-from ..errors import SeqnetError
+from ..errors import NonFiniteLossError, SeqnetError, SeqnetWarning
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
+from ..training.output import silence, write_line
 from .options import add_settings, device_value, given_settings, settings_from
 
 DEFAULT_TASK = "lm"
+EXIT_USAGE, EXIT_INTERRUPTED = 2, {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (no arguments: the python-stdlib char-LSTM preset)",
-                       description="Train a model. Every flag has a default; with --resume the run's own settings "
-                                   "apply and only --steps may change.")
-    p.add_argument("--task", choices=tuple(TASKS), default=DEFAULT_TASK, help=f"what to learn (default: {DEFAULT_TASK})")
+                       description="Train a model. Every flag has a default; --resume continues a run with its own "
+                                   "settings (--steps may be raised), --resume --new-phase also takes a fresh "
+                                   "learning-rate schedule from the current step.")
+    p.add_argument("--task", choices=tuple(TASKS), default=argparse.SUPPRESS,
+                   help=f"what to learn (default: {DEFAULT_TASK})")
     seen: set[str] = set()
     for task in TASKS.values():
         add_settings(p.add_argument_group(f"--task {task.kind}"), task.Config, seen)
@@ -28,10 +40,13 @@ def _train_parser(sub) -> None:
     run = p.add_argument_group("run directory and output")
     run.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
     run.add_argument("--resume", action="store_true",
-                     help="continue the run in --out from its last checkpoint, with the run's own settings "
+                     help="continue the run in --out from its last intact checkpoint, with the run's own settings "
                           "(only --steps may be raised)")
+    run.add_argument("--new-phase", action="store_true",
+                     help="with --resume: start a fresh schedule at the current step; then --steps (required), --lr, "
+                          "--schedule, --warmup, --clip, --clip-value and the --*-every cadences may change")
     run.add_argument("--json", action="store_true", help="print one JSON object per evaluation and a summary")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar (or the progress lines)")
     _threads_argument(run)
 
 
@@ -45,7 +60,7 @@ def _sample_parser(sub) -> None:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--num", type=int, default=1, help="samples, generated together in one batch (default: 1)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="(default: fresh randomness each time)")
     _backend_arguments(p)
     _threads_argument(p)
 
@@ -63,7 +78,8 @@ def _eval_parser(sub) -> None:
 
 def _backend_arguments(p) -> None:
     p.add_argument("--backend", choices=BACKEND_NAMES, default=None, help="default: the backend the run trained on")
-    p.add_argument("--device", type=device_value, default=None)
+    p.add_argument("--device", type=device_value, default=None,
+                   help="default: the run's device; without --backend, a device of the run's backend")
 
 
 def _threads_argument(p) -> None:
@@ -73,6 +89,7 @@ def _threads_argument(p) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqnet", description="Recurrent sequence models with hand-written BPTT.")
+    parser.add_argument("--version", action="version", version=f"seqnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
@@ -80,71 +97,118 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _task_settings(args, task) -> None:
-    """Refuse flags of other tasks."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refuse_other_tasks_flags(args, task) -> None:
     own = set(given_settings(args, task.Config)) | set(given_settings(args, TrainerConfig))
     others = sorted({name for other in TASKS.values() for name in given_settings(args, other.Config)} - own)
     if others:
-        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join("--" + n.replace("_", "-") for n in others))
+        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join(map(_flag, others)))
 
 
-def _resume_conflicts(args, trainer) -> list[str]:
-    """Flags given with --resume (other than --steps) whose value differs from the run's own."""
+def _conflicts(args, trainer, may_change: tuple) -> list[str]:
+    """Flags given with --resume whose value differs from the run's own, apart from ``may_change``."""
     conflicts = []
+    if getattr(args, "task", trainer.task.kind) != trainer.task.kind:
+        conflicts.append(f"--task {args.task} (the run's: {trainer.task.kind})")
     for config in (trainer.task.config, trainer.config):
         for name, given in given_settings(args, type(config)).items():
             own = getattr(config, name)
-            if name != "steps" and given != own:
-                conflicts.append(f"--{name.replace('_', '-')} {given} (the run's: {own})")
+            if name not in may_change and given != own:
+                conflicts.append(f"{_flag(name)} {given} (the run's: {own})")
     return conflicts
 
 
+def _resume(args, kwargs):
+    from ..training.runs import resume_run
+
+    if args.out is None:
+        raise SeqnetError("--resume: needs --out DIR, the run directory to continue")
+    trainer = resume_run(Path(args.out), **kwargs)
+    try:
+        phase = TrainerConfig.PHASE_SETTINGS if args.new_phase else ("steps",)
+        conflicts = _conflicts(args, trainer, phase)
+        if conflicts:
+            what = ("a new phase may change only " + ", ".join(map(_flag, phase)) if args.new_phase
+                    else "a resumed run keeps its own settings (only --steps may change; --new-phase allows a "
+                         "fresh schedule)")
+            raise SeqnetError(f"--resume: {what}; drop " + ", ".join(conflicts) + " (nothing was changed)")
+        steps = getattr(args, "steps", None)
+        if steps is not None and steps <= trainer.step:
+            raise SeqnetError(f"--steps: the run is already at step {trainer.step}; expected more, received {steps}")
+        if args.new_phase:
+            if steps is None:
+                raise SeqnetError(f"--new-phase: needs --steps N, the step the new phase ends at (more than the "
+                                  f"current {trainer.step})")
+            trainer.new_phase({k: v for k, v in given_settings(args, TrainerConfig).items() if k in phase})
+        elif steps is not None:
+            trainer.config.steps = steps
+            trainer.config.validate()
+    except BaseException:
+        trainer.close()
+        raise
+    return trainer
+
+
+def _finished_message(trainer) -> str:
+    cfg, out = trainer.config, trainer.run_dir
+    return (f"the run in {out} is finished at step {trainer.step}; nothing to do. To train it further: "
+            f"seqnet train --out {out} --resume --steps N continues its {cfg.schedule} schedule over the longer run"
+            + (" (a cosine schedule is at its minimum by now, so the extra steps train little)"
+               if cfg.schedule == "cosine" else "")
+            + f", or add --new-phase --lr X for a fresh schedule from step {trainer.step}")
+
+
 def cmd_train(args) -> int:
-    from ..training.checkpoint import has_checkpoint
-    from ..training.runs import new_run, resume_run
+    from ..training.run_dir import RunDirectory
+    from ..training.runs import new_run
+    from ..training.trainer import TrainingInterrupted
 
     kwargs = {"json_lines": args.json, "progress": not args.no_progress}
+    if args.new_phase and not args.resume:
+        raise SeqnetError("--new-phase: only with --resume (a new run has one phase already)")
     if args.resume:
-        if args.out is None:
-            raise SeqnetError("--resume: needs --out DIR, the run directory to continue")
-        trainer = resume_run(Path(args.out), **kwargs)
-        conflicts = _resume_conflicts(args, trainer)
-        if conflicts:
-            raise SeqnetError("--resume: a resumed run keeps its own settings (only --steps may change); drop "
-                              + ", ".join(conflicts) + " (nothing was changed)")
-        if hasattr(args, "steps"):
-            trainer.config.steps = args.steps
-            trainer.config.validate()
+        trainer = _resume(args, kwargs)
+        if trainer.finished:
+            trainer.close()
+            write_line(sys.stderr, f"seqnet train: {_finished_message(trainer)}")
+            return 0
     else:
-        task = TASKS[args.task]
-        _task_settings(args, task)
-        if args.out is not None and has_checkpoint(args.out):
-            raise SeqnetError(f"--out: {args.out} already holds a run; pass --resume to continue it, "
-                              "or choose another --out (nothing was changed)")
+        task = TASKS[getattr(args, "task", DEFAULT_TASK)]
+        _refuse_other_tasks_flags(args, task)
         task_config = settings_from(args, task.Config).validate()
         trainer_config = settings_from(args, TrainerConfig).validate()
-        run_dir = Path(args.out) if args.out else default_run_dir()
-        trainer = new_run(task.kind, task_config, trainer_config, run_dir, **kwargs)
-    summary = trainer.run()
-    if args.json:
-        return 0
-    val = summary.get("val_bits_per_token")
-    print(f"\ntrained {summary['steps']} steps: train loss {summary['train_loss'] / math.log(2):.3f} bits/token, "
-          f"validation {'n/a' if val is None else f'{val:.3f}'} bits/token, {summary['tokens_per_s']:,.0f} tokens/s")
-    print(f"run directory: {summary['run_dir']}  (sample again: seqnet sample {summary['run_dir']})\n")
-    print(trainer.model.generate("", 500, temperature=0.8, seed=0)[0])
+        run = RunDirectory.claim(args.out) if args.out else RunDirectory.claim_default()
+        trainer = new_run(task.kind, task_config, trainer_config, run, **kwargs)
+    try:
+        summary = trainer.run()
+    except TrainingInterrupted as stop:
+        write_line(sys.stderr, f"\nseqnet train: interrupted at step {stop.step}; a checkpoint of that step is in "
+                               f"{stop.run_dir} (continue with: seqnet train --out {stop.run_dir} --resume)")
+        return EXIT_INTERRUPTED.get(stop.signum, 130)
+    except (NonFiniteLossError, KeyboardInterrupt):
+        trainer.directory.abandon()              # removes the run only if it has no checkpoint
+        raise
+    finally:
+        trainer.close()
+    if not args.json:
+        _print_summary(trainer, summary)
     return 0
 
 
-def default_run_dir(base: str = "runs/default") -> Path:
-    """``runs/default``, or ``runs/default-2``, ... : the first that holds no checkpoint."""
-    from ..training.checkpoint import has_checkpoint
-
-    candidate, n = Path(base), 1
-    while has_checkpoint(candidate):
-        n += 1
-        candidate = Path(f"{base}-{n}")
-    return candidate
+def _print_summary(trainer, summary: dict) -> None:
+    val = summary.get("val_bits_per_token")
+    train = summary.get("train_bits_per_token")
+    lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
+             f"bits/token, validation {'n/a' if val is None else f'{val:.3f}'} bits/token, "
+             f"{summary['tokens_per_s']:,.0f} tokens/s",
+             f"run directory: {summary['run_dir']}  (sample again: seqnet sample {summary['run_dir']})\n"]
+    if hasattr(trainer.model, "generate"):
+        lines.append(trainer.model.generate("", 500, temperature=0.8, seed=0)[0])
+    for line in lines:
+        write_line(sys.stdout, line)
 
 
 def _load_language_model(args):
@@ -162,9 +226,10 @@ def cmd_sample(args) -> int:
     texts = model.generate(args.prime, args.length, temperature=args.temperature, top_k=args.top_k,
                            top_p=args.top_p, greedy=args.greedy, seed=args.seed, num_samples=args.num)
     for k, text in enumerate(texts):
-        if len(texts) > 1:
-            print(f"--- sample {k + 1} ---")
-        print(text)
+        if len(texts) > 1 and not write_line(sys.stdout, f"--- sample {k + 1} ---"):
+            break
+        if not write_line(sys.stdout, text):
+            break
     return 0
 
 
@@ -172,25 +237,46 @@ def cmd_eval(args) -> int:
     result = _load_language_model(args).evaluate_corpus(args.corpus, args.batch, args.seq_len)
     streams = result.pop("streams")
     if args.json:
-        print(json.dumps(result))
+        write_line(sys.stdout, json.dumps(result))
     else:
-        print(f"{result['tokens']:,} tokens predicted (of {result['corpus_tokens']:,} in the corpus, in {streams} "
-              f"streams): {result['bits_per_token']:.4f} bits per token, perplexity {result['perplexity']:.3f}")
+        unknown = f", {result['unknown_tokens']:,} of them unknown (<UNK>)" if result["unknown_tokens"] else ""
+        write_line(sys.stdout, f"{result['tokens']:,} tokens predicted (of {result['corpus_tokens']:,} in the corpus, "
+                               f"in {streams} streams{unknown}): {result['bits_per_token']:.4f} bits per token, "
+                               f"perplexity {result['perplexity']:.3f}")
     return 0
+
+
+def _show_warnings(command: str) -> None:
+    """seqnet's own warnings always reach the user, as one line each (whatever PYTHONWARNINGS says)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        write_line(sys.stderr, f"seqnet {command}: warning: {message}")
+    warnings.showwarning = show
+    warnings.simplefilter("always", SeqnetWarning)
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
+    _show_warnings(args.command)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         from ..backend.threads import set_num_threads
 
         set_num_threads(args.threads)
         return command(args)
     except SeqnetError as err:
-        print(f"seqnet {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        write_line(sys.stderr, f"seqnet {args.command}: error: {err}")
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"\nseqnet {args.command}: interrupted; the last checkpoint is intact (continue with --resume)",
-              file=sys.stderr)
+        write_line(sys.stderr, f"\nseqnet {args.command}: interrupted" + (
+            "; checkpoints already written are intact (continue with --resume)" if args.command == "train" else ""))
         return 130
+    except BrokenPipeError:                      # the reader of stdout went away: stop quietly
+        silence(sys.stdout)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -13,7 +13,6 @@ import codecs
 import glob
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from seqnet.errors import check_positive_int
 from seqnet.data.stdlib import python_stdlib_files
 from seqnet.data.tokenizers import Tokenizer
 from seqnet.errors import ConfigError, CorpusError
+from seqnet.files import atomic_writer, is_run_directory
 
 STDLIB_CORPUS = "python-stdlib"
 SIDECAR_FORMAT = "seqnet-token-ids/1"
@@ -39,7 +39,9 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
     spec: a file; a directory (every regular file below it, skipping hidden files and
     directories and __pycache__); a glob pattern ("data/*.txt", "**" allowed; like the shell,
     wildcards skip hidden names, and __pycache__ is skipped too); or the name "python-stdlib".
-    Raises CorpusError when nothing is found or every file is empty.
+    A seqnet run directory is never part of a corpus: directories below ``spec`` that are
+    run directories (even the one being trained into) are skipped. Raises CorpusError when
+    nothing is found or every file is empty.
     """
     text = str(spec)
     if text == STDLIB_CORPUS:
@@ -47,10 +49,12 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
     elif Path(text).is_file():
         files = [Path(text)]
     elif Path(text).is_dir():
+        if is_run_directory(Path(text)):
+            raise CorpusError(f"corpus: {text!r} is a seqnet run directory, not a corpus")
         files = _files_below(Path(text))
     elif _GLOB_CHARACTERS & set(text):
         matches = (Path(p) for p in glob.glob(text, recursive=True))
-        files = sorted(p for p in matches if p.is_file() and "__pycache__" not in p.parts)
+        files = sorted(p for p in matches if p.is_file() and "__pycache__" not in p.parts and not _in_run_directory(p))
     else:
         raise CorpusError(
             f"corpus: expected an existing file, directory, glob pattern or "
@@ -66,10 +70,15 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
     return files
 
 
+def _in_run_directory(path: Path) -> bool:
+    return any(is_run_directory(parent) for parent in path.parents)
+
+
 def _files_below(root: Path) -> list[Path]:
     files = []
     for directory, subdirs, names in os.walk(root):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".") and d != "__pycache__"]
+        subdirs[:] = [d for d in subdirs if not d.startswith(".") and d != "__pycache__"
+                      and not is_run_directory(Path(directory, d))]
         files.extend(Path(directory, n) for n in names if not n.startswith("."))
     return sorted(path for path in files if path.is_file())
 
@@ -87,16 +96,21 @@ def iter_byte_chunks(paths: Sequence[Path], chunk_bytes: int = 1 << 20) -> Itera
                 yield chunk
 
 
-def iter_text_chunks(paths: Sequence[Path], chunk_chars: int = 1 << 20) -> Iterator[str]:
+UTF8_ADVICE = "use --tokenizer byte for text that is not UTF-8"
+
+
+def iter_text_chunks(paths: Sequence[Path], chunk_chars: int = 1 << 20, *,
+                     utf8_advice: str = UTF8_ADVICE) -> Iterator[str]:
     """The corpus text ("\\n" between files) in chunks of about ``chunk_chars`` characters.
 
     Each chunk ends just after a space or newline whenever it holds one, so no word is split
     between chunks and a tokenizer may encode chunk by chunk. Decoding is strict UTF-8: an
-    invalid byte raises CorpusError naming the file and the byte's offset.
+    invalid byte raises CorpusError naming the file and the byte's offset, followed by
+    ``utf8_advice``.
     """
     check_positive_int("chunk_chars", chunk_chars)
     carry = ""
-    for piece in _iter_decoded_pieces(paths, chunk_chars):
+    for piece in _iter_decoded_pieces(paths, chunk_chars, utf8_advice):
         buffer = carry + piece
         if len(buffer) < chunk_chars:
             carry = buffer
@@ -108,7 +122,7 @@ def iter_text_chunks(paths: Sequence[Path], chunk_chars: int = 1 << 20) -> Itera
         yield carry
 
 
-def _iter_decoded_pieces(paths: Sequence[Path], chunk_bytes: int) -> Iterator[str]:
+def _iter_decoded_pieces(paths: Sequence[Path], chunk_bytes: int, utf8_advice: str) -> Iterator[str]:
     for index, path in enumerate(paths):
         if index:
             yield "\n"
@@ -125,7 +139,7 @@ def _iter_decoded_pieces(paths: Sequence[Path], chunk_bytes: int) -> Iterator[st
                     raise CorpusError(
                         f"corpus file {str(path)!r}: expected UTF-8 text, got the invalid "
                         f"byte 0x{error.object[error.start]:02x} at byte offset {bad_offset}; "
-                        "use --tokenizer byte for text that is not UTF-8"
+                        + utf8_advice
                     ) from None
                 if not chunk:
                     break
@@ -135,7 +149,8 @@ def _iter_decoded_pieces(paths: Sequence[Path], chunk_bytes: int) -> Iterator[st
 # --- encoding once to a flat id file ----------------------------------------------------------
 
 
-def encode_corpus(paths: Sequence[Path], tokenizer: Tokenizer, out_path: str | Path) -> Path:
+def encode_corpus(paths: Sequence[Path], tokenizer: Tokenizer, out_path: str | Path, *,
+                  utf8_advice: str = UTF8_ADVICE) -> Path:
     """Encode the corpus into ``out_path`` (flat ids) and ``out_path.json``; return out_path.
 
     Reuses an existing file when its sidecar has this tokenizer's fingerprint and the same
@@ -153,12 +168,12 @@ def encode_corpus(paths: Sequence[Path], tokenizer: Tokenizer, out_path: str | P
 
     dtype = np.dtype("<u2") if tokenizer.vocab_size <= 65535 else np.dtype("<u4")
     chunks: Iterable = (
-        iter_byte_chunks(paths) if tokenizer.kind == "byte" else iter_text_chunks(paths)
+        iter_byte_chunks(paths) if tokenizer.kind == "byte" else iter_text_chunks(paths, utf8_advice=utf8_advice)
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path.unlink(missing_ok=True)  # a stale sidecar must never describe the new ids
     count = 0
-    with _atomic_writer(out_path, "wb") as file:
+    with atomic_writer(out_path, "wb") as file:
         for chunk in chunks:
             ids = tokenizer.encode(chunk)
             file.write(ids.astype(dtype).tobytes())
@@ -177,7 +192,7 @@ def encode_corpus(paths: Sequence[Path], tokenizer: Tokenizer, out_path: str | P
         "tokenizer_fingerprint": fingerprint,
         "sources": sources,
     }
-    with _atomic_writer(sidecar_path, "w") as file:
+    with atomic_writer(sidecar_path, "w") as file:
         json.dump(sidecar, file, indent=1)
     return out_path
 
@@ -206,28 +221,6 @@ def _describe_sources(paths: Sequence[Path]) -> list[dict]:
 
 def _itemsize(sidecar: dict) -> int:
     return np.dtype(sidecar["dtype"]).itemsize
-
-
-class _atomic_writer:
-    """Context manager: a temporary file next to ``path``, moved onto ``path`` on success."""
-
-    def __init__(self, path: Path, mode: str):
-        self.path, self.mode = path, mode
-
-    def __enter__(self):
-        descriptor, self.temporary = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        self.file = os.fdopen(descriptor, self.mode)
-        return self.file
-
-    def __exit__(self, error_type, error, traceback):
-        self.file.close()
-        if error_type is None:
-            os.replace(self.temporary, self.path)
-        else:
-            os.unlink(self.temporary)
-        return False
 
 
 def _read_sidecar(sidecar_path: Path) -> dict:
@@ -261,6 +254,22 @@ class TokenStream:
     vocab_size: int
     tokenizer_kind: str
     tokenizer_fingerprint: str
+    sources: tuple = ()            # the files it was encoded from: path, size, mtime_ns at the time
+
+    def changed_sources(self) -> list[str]:
+        """Source files that exist now but differ from when they were encoded, or have gone
+        while others remain; empty when the corpus is as encoded (or has gone entirely)."""
+        changed, present = [], 0
+        for source in self.sources:
+            try:
+                stat = os.stat(source["path"])
+            except OSError:
+                changed.append(f"{source['path']} (gone)")
+                continue
+            present += 1
+            if stat.st_size != source["size"] or stat.st_mtime_ns != source["mtime_ns"]:
+                changed.append(source["path"])
+        return changed if present else []
 
     @classmethod
     def open(cls, path: str | Path) -> TokenStream:
@@ -277,7 +286,7 @@ class TokenStream:
             )
         ids = np.memmap(path, dtype=dtype, mode="r", shape=(sidecar["count"],))
         return cls(path, ids, sidecar.get("vocab_size"), sidecar.get("tokenizer_kind"),
-                   sidecar["tokenizer_fingerprint"])
+                   sidecar["tokenizer_fingerprint"], tuple(sidecar.get("sources", ())))
 
 
 def load_token_ids(path: str | Path) -> np.memmap:

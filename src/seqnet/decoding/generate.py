@@ -29,6 +29,13 @@ def check_count(name: str, value, *, low: int) -> int:
     return int(value)
 
 
+def check_seed(seed) -> int | None:
+    """A sampling seed: None (fresh randomness) or an integer >= 0."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ConfigError(f"seed: expected an integer >= 0 (or none), received {seed!r}")
+    return seed
+
+
 def sample_tokens(steps: TokenSteps, prefix: np.ndarray, length: int, *, rng: np.random.Generator,
                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                   greedy: bool = False, eos_id: int | None = None, banned_id: int | None = None) -> np.ndarray:

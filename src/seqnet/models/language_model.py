@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..decoding import check_sampling, sample_tokens
-from ..decoding.generate import check_count
+from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
@@ -200,7 +200,7 @@ class LanguageModel(Layer):
         check_sampling(temperature, top_k, top_p)
         length = check_count("length", length, low=0)
         num_samples = check_count("num_samples", num_samples, low=1)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
         if prime_ids.shape[0] == 0:                    # no context: start as after a line end
             prime_ids = self._line_start(tokenizer, rng)

@@ -34,6 +34,7 @@ class Task:
     config: Settings
     report_every: int | None = None
     tokens_per_step: int = 0                 # for throughput figures
+    loss_unit: str = "bits per token"        # what the mean loss of loss_and_grads averages over, in bits
 
     @classmethod
     def create(cls, config: Settings, run_dir: Path, *, backend: str, device: Any, dtype: str, seed: int) -> "Task":

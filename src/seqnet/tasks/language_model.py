@@ -11,6 +11,7 @@ gradient equals that of the whole batch.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,17 @@ import numpy as np
 from ..backend import backend as backend_context
 from ..backend import to_numpy
 from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, Settings, option
-from ..data import StreamBatcher, encode_corpus, iter_eval_batches, load_token_ids, make_tokenizer
+from ..data import StreamBatcher, TokenStream, encode_corpus, iter_eval_batches, load_token_ids, make_tokenizer
 from ..data import resolve_corpus, split_train_val, tokenizer_from_json
 from ..data.corpus import iter_text_chunks
 from ..data.tokenizers import KINDS
-from ..errors import ConfigError
+from ..errors import ConfigError, CorpusError, SeqnetWarning, check_positive_int
 from ..layers import RECURRENT_LAYERS
 from ..models import LanguageModel
 from ..random_state import rng_from_json, rng_to_json
 from .base import Task
 
+UNKNOWN_WARNING = 0.05    # eval warns when more of the predicted tokens than this are <UNK>
 CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (h), carry/1 (c)
 
 
@@ -114,10 +116,20 @@ class LanguageModelTask(Task):
 
     @classmethod
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
+        """The run's model and, with ``run_dir``, its own encoded corpus (the original is not read)."""
         tokenizer = tokenizer_from_json(setup.get("tokenizer"))
         ids = None
         if run_dir is not None:
-            ids = load_token_ids(encode_corpus(resolve_corpus(config.corpus), tokenizer, Path(run_dir) / "tokens.bin"))
+            stream = TokenStream.open(Path(run_dir) / "tokens.bin")
+            if stream.tokenizer_fingerprint != tokenizer.fingerprint():
+                raise CorpusError(f"{stream.path}: was encoded with another vocabulary than the checkpoint's; "
+                                  "the run directory is inconsistent (restore tokens.bin or start a new run)")
+            changed = stream.changed_sources()
+            if changed:
+                warnings.warn(f"the corpus has changed since this run encoded it ({len(changed)} file(s), e.g. "
+                              f"{changed[0]}); the run goes on with its own encoded copy, {stream.path.name}",
+                              SeqnetWarning, stacklevel=2)
+            ids = stream.ids
         model = build_model(config, tokenizer, backend=backend, device=device, dtype=dtype, seed=seed)
         return cls(config, tokenizer, model, ids)
 
@@ -160,18 +172,31 @@ class LanguageModelTask(Task):
         return {"val_bits_per_token": nats / math.log(2)}
 
     def evaluate_corpus(self, corpus: str, batch: int, seq_len: int) -> dict:
-        """Bits per token of the trained model on another corpus, cut into ``batch`` streams
-        (fewer when the corpus is short); every token after a stream's first is predicted."""
+        """Bits per token of the trained model on another corpus, cut into ``batch`` streams;
+        every token after a stream's first is predicted. Also counts the predicted tokens that
+        the vocabulary did not know (<UNK>), with a warning when they are many."""
         import tempfile
 
+        check_positive_int("--batch", batch)
+        check_positive_int("--seq-len", seq_len)
         paths = resolve_corpus(corpus)
+        advice = (f"this model's {self.tokenizer.kind} tokenizer reads UTF-8 text only (a model trained with "
+                  "--tokenizer byte reads any file)")
         with tempfile.TemporaryDirectory() as tmp:  # encoded on disk and memory-mapped, like training data
-            ids = load_token_ids(encode_corpus(paths, self.tokenizer, Path(tmp) / "eval.bin"))
-            batch = max(1, min(batch, ids.shape[0] // 2))
+            ids = load_token_ids(encode_corpus(paths, self.tokenizer, Path(tmp) / "eval.bin", utf8_advice=advice))
+            if batch > ids.shape[0] // 2:
+                raise ConfigError(f"--batch: expected at most {ids.shape[0] // 2} streams for this corpus of "
+                                  f"{ids.shape[0]} tokens (each stream needs 2 tokens), received {batch}")
             nats, scored = evaluate_ids(self.model, ids, batch, seq_len)
+            streams = ids[: batch * (ids.shape[0] // batch)].reshape(batch, -1)[:, 1:]
+            unknown = 0 if self.tokenizer.unk_id is None else int(np.count_nonzero(streams == self.tokenizer.unk_id))
             corpus_tokens = int(ids.shape[0])
-            del ids                                  # release the memory map before the folder goes
-        return {"tokens": scored, "corpus_tokens": corpus_tokens, "streams": batch,
+            del ids, streams                         # release the memory map before the folder goes
+        if unknown > UNKNOWN_WARNING * scored:
+            warnings.warn(f"{unknown:,} of the {scored:,} predicted tokens ({unknown / scored:.1%}) are unknown to "
+                          f"the model's vocabulary (<UNK>); the corpus is unlike the training data, and the bits "
+                          "per token measure how well <UNK> itself is predicted there", SeqnetWarning, stacklevel=2)
+        return {"tokens": scored, "corpus_tokens": corpus_tokens, "streams": batch, "unknown_tokens": unknown,
                 "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
 
     def report(self, step: int) -> str | None:

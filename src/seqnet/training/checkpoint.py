@@ -27,7 +27,6 @@ backend arrays to numpy before saving. One writer per run directory is assumed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -35,6 +34,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from seqnet.errors import BackendMismatchError, CheckpointError, ConfigError, DTypeError
+from seqnet.errors import BackendMismatchError, CheckpointError, ConfigError, DTypeError, SeqnetWarning
+from seqnet.files import atomic_write_bytes, fsync_dir, is_run_directory, umask_mode
 from seqnet.random_state import rng_from_json, rng_to_json
 
 try:
@@ -81,7 +82,7 @@ class Checkpoint:
     """Everything :func:`save_checkpoint` wrote, read back and verified.
 
     ``format_version`` 1 means ``config`` is the flat language-model config of that version;
-    ``optimizer_arrays`` is None when it was not asked for.
+    ``optimizer_arrays`` and ``trainer_arrays`` are None when they were not asked for.
     """
 
     step: int
@@ -93,20 +94,10 @@ class Checkpoint:
     task_arrays: dict[str, np.ndarray]
     path: Path
     format_version: int = FORMAT_VERSION
+    trainer_arrays: dict[str, np.ndarray] | None = None
 
 
 # --------------------------------------------------------------------------- atomic files
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or new entry in ``directory`` durable (a no-op where dirs can't be opened)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -114,24 +105,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data``: readers see the old file or the new one, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _json_default(value: Any) -> Any:
@@ -292,9 +265,10 @@ def _stage(checkpoints_dir: Path, name: str, files: dict[str, bytes]) -> Path:
     """Write ``files`` into a fresh temporary directory next to the step dirs, fsynced."""
     staging = Path(tempfile.mkdtemp(dir=checkpoints_dir, prefix=f"{_TEMP_PREFIX}{name}-"))
     try:
+        os.chmod(staging, umask_mode(directory=True))      # mkdtemp creates 0700
         for file_name, data in files.items():
             _write_synced(staging / file_name, data)
-        _fsync_dir(staging)
+        fsync_dir(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -353,6 +327,7 @@ def save_checkpoint(
     weights: dict[str, np.ndarray],
     optimizer_arrays: dict[str, np.ndarray],
     task_arrays: dict[str, np.ndarray],
+    trainer_arrays: dict[str, np.ndarray] | None = None,
     keep: int = 2,
 ) -> Path:
     """Write a checkpoint to ``run_dir/checkpoints/step-{step:08d}/`` and commit it.
@@ -372,7 +347,10 @@ def save_checkpoint(
 
     files: dict[str, bytes] = {}
     manifest: dict[str, dict] = {}
-    for role, arrays in (("weights", weights), ("optimizer", optimizer_arrays), ("task", task_arrays)):
+    roles = [("weights", weights), ("optimizer", optimizer_arrays), ("task", task_arrays)]
+    if trainer_arrays is not None:
+        roles.append(("trainer", trainer_arrays))
+    for role, arrays in roles:
         name = role + _array_suffix()
         data = _encode_arrays(arrays, step_dir / name)
         files[name] = data
@@ -401,7 +379,7 @@ def save_checkpoint(
         _write_pointer(run_dir, _stage(checkpoints_dir, step_dir.name, files), step)
         shutil.rmtree(step_dir)
     os.rename(staged, step_dir)
-    _fsync_dir(checkpoints_dir)
+    fsync_dir(checkpoints_dir)
     _write_pointer(run_dir, step_dir, step)
     _prune(checkpoints_dir, keep, protected=step_dir)
     return step_dir
@@ -438,23 +416,62 @@ def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarra
     return {key: arrays[key] for key in names}
 
 
-def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback: bool = True) -> Checkpoint:
     """Load and verify the checkpoint of a run directory (via latest.json) or a step directory.
 
-    ``optimizer=False`` neither reads nor checks the optimizer's arrays (sampling and
-    evaluation need only the weights).
+    ``optimizer=False`` neither reads nor checks the optimizer's and trainer's arrays
+    (sampling and evaluation need only the weights). When the checkpoint latest.json names is
+    damaged and ``fallback``, the newest intact one of the run is loaded instead, with a
+    :class:`~seqnet.errors.SeqnetWarning` naming the damaged one.
     """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"not a seqnet run directory: {path} does not exist or is not a directory")
-    if (path / "latest.json").exists():
-        step_dir = _read_pointer(path)
-    elif (path / "meta.json").exists():
-        step_dir = path
-    else:
+    if not (path / "latest.json").exists():
+        if (path / "meta.json").exists():
+            return _load_step_dir(path, optimizer)
+        if is_run_directory(path):
+            raise CheckpointError(f"{path} holds no checkpoint yet: the run stopped before its first one was "
+                                  "written; start it again (without --resume)")
         raise CheckpointError(
             f"not a seqnet run directory: {path} has no latest.json (nor meta.json of a step directory)"
         )
+    try:
+        return _load_step_dir(_read_pointer(path), optimizer)
+    except CheckpointError as damaged:
+        if not fallback:
+            raise
+        named = _pointer_target(path)
+        for step_dir in _step_dirs(path / "checkpoints"):
+            if step_dir == named:
+                continue
+            try:
+                checkpoint = _load_step_dir(step_dir, optimizer)
+            except CheckpointError:
+                continue
+            warnings.warn(f"the newest checkpoint of {path} is damaged ({damaged}); using the newest intact one, "
+                          f"{step_dir.name} (step {checkpoint.step})", SeqnetWarning, stacklevel=2)
+            return checkpoint
+        raise
+
+
+def _pointer_target(run_dir: Path) -> Path | None:
+    try:
+        return _read_pointer(run_dir)
+    except CheckpointError:
+        return None
+
+
+def _step_dirs(checkpoints_dir: Path) -> list[Path]:
+    """The step directories of a run, newest first."""
+    if not checkpoints_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), entry) for entry in checkpoints_dir.iterdir()
+             if entry.is_dir() and (m := _STEP_DIR.fullmatch(entry.name))]
+    return [entry for _, entry in sorted(found, reverse=True)]
+
+
+def _load_step_dir(step_dir: Path, optimizer: bool) -> Checkpoint:
     meta_path = step_dir / "meta.json"
     meta = _read_json(meta_path, "not a seqnet checkpoint")
     if meta.get("format") != FORMAT:
@@ -477,10 +494,13 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True) -> Check
     optimizer_arrays = _read_verified(step_dir, manifest.get("optimizer"), "optimizer") if optimizer else None
     if version == 1:
         return _from_version_1(meta, step_dir, weights, optimizer_arrays, optimizer)
+    trainer_arrays = None
+    if optimizer:
+        trainer_arrays = _read_verified(step_dir, manifest["trainer"], "trainer") if "trainer" in manifest else {}
     return Checkpoint(
         step=meta["step"], config=meta["config"], task=meta["task"], trainer=meta["trainer"], weights=weights,
         optimizer_arrays=optimizer_arrays, task_arrays=_read_verified(step_dir, manifest.get("task"), "task"),
-        path=step_dir, format_version=2,
+        path=step_dir, format_version=2, trainer_arrays=trainer_arrays,
     )
 
 
@@ -501,7 +521,7 @@ def _from_version_1(meta: dict, step_dir: Path, weights, optimizer_arrays, read_
         step=meta["step"], config=meta["config"],
         task={"kind": "lm", "setup": {"tokenizer": meta["tokenizer"]},
               "state": {"data": meta["data_state"], "rng": meta["rng_state"]}},
-        trainer={"optimizer": meta["optimizer_state"], "history": extra.get("history", [])},
+        trainer={"optimizer": meta["optimizer_state"], "history_nats": extra.get("history", [])},
         weights=weights, optimizer_arrays=optimizer_arrays, task_arrays=carry, path=step_dir, format_version=1,
     )
 

@@ -47,14 +47,29 @@ class TrainerConfig(Settings):
     device: str | int | None = option(None, "backend device: 0 or 1 for cupy, 'cuda:1' for torch")
     dtype: str = option("float32", "floating-point type of parameters and activations", choices=("float32", "float64"))
     seed: int = option(0, "seed of the initial weights, dropout and sampling", kind=NONNEGATIVE_INT)
+    phase_start: int = option(0, "the step at which the current schedule began (a new phase restarts it)",
+                              kind=NONNEGATIVE_INT, cli=False)
+
+    # What a new phase of a resumed run may change (a fresh schedule from the current step).
+    PHASE_SETTINGS = ("steps", "lr", "schedule", "warmup", "clip", "clip_value", "eval_every", "checkpoint_every",
+                      "log_every")
+
+    @property
+    def phase_steps(self) -> int:
+        """Optimizer steps of the current phase (the whole run unless a new phase began)."""
+        return self.steps - self.phase_start
 
     @property
     def warmup_steps(self) -> int:
-        """--warmup, or when it is automatic (None) 50 steps, at most half of --steps."""
-        return min(DEFAULT_WARMUP, self.steps // 2) if self.warmup is None else self.warmup
+        """--warmup, or when it is automatic (None) 50 steps, at most half of the phase."""
+        return min(DEFAULT_WARMUP, self.phase_steps // 2) if self.warmup is None else self.warmup
 
     def validate(self) -> "TrainerConfig":
         super().validate()
-        if self.warmup is not None and self.warmup >= self.steps:
-            raise ConfigError(f"--warmup: expected fewer steps than --steps {self.steps}, received {self.warmup}")
+        if self.phase_start >= self.steps:
+            raise ConfigError(f"--steps: expected more than {self.phase_start} (the step this phase starts at), "
+                              f"received {self.steps}")
+        if self.warmup is not None and self.warmup >= self.phase_steps:
+            what = "--steps" if not self.phase_start else f"the phase's {self.phase_steps} steps"
+            raise ConfigError(f"--warmup: expected fewer steps than {what} ({self.phase_steps}), received {self.warmup}")
         return self

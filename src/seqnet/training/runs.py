@@ -1,18 +1,23 @@
 """Run directories: start a run, resume one, or load its trained model for inference.
 
-A run's truth is its latest checkpoint: the config stored there (``config.json`` beside it
-is a copy for people to read), the task's setup (vocabulary) and state, the trainer's state.
+A run's truth is its latest intact checkpoint: the config stored there, the task's setup
+(vocabulary) and state, the trainer's state. ``config.json`` beside it is a copy for people
+to read; editing it changes nothing (resuming says so). The encoded data the run trains on
+is the run's own ``tokens.bin``: resuming never reads the original corpus again.
 """
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import CheckpointError, SeqnetWarning
 from ..tasks import TASKS, LanguageModelConfig, Task
-from ..errors import CheckpointError
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import TrainerConfig
+from .run_dir import RunDirectory
 from .trainer import Trainer
 
 
@@ -41,34 +46,64 @@ def configs_of(checkpoint: Checkpoint) -> tuple[type[Task], Any, TrainerConfig]:
         TrainerConfig.from_json(config.get("trainer", {}), "config['trainer']")
 
 
-def new_run(kind: str, task_config, trainer_config: TrainerConfig, run_dir: str | Path, **trainer_options) -> Trainer:
-    """A trainer for a fresh run of task ``kind`` in ``run_dir`` (data read and model built now)."""
+def _held(run: RunDirectory | str | Path, *, new: bool) -> RunDirectory:
+    if isinstance(run, RunDirectory):
+        return run
+    return RunDirectory.claim(run) if new else RunDirectory.open_for_resume(run)
+
+
+def new_run(kind: str, task_config, trainer_config: TrainerConfig, run: RunDirectory | str | Path,
+            **trainer_options) -> Trainer:
+    """A trainer for a fresh run of task ``kind`` (data read and model built now) in ``run``: a
+    RunDirectory this process holds, or a path to claim. If the setup fails, what it created
+    is removed."""
     task_config.validate()
     trainer_config.validate()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    task = TASKS[kind].create(task_config, run_dir, backend=trainer_config.backend, device=trainer_config.device,
-                              dtype=trainer_config.dtype, seed=trainer_config.seed)
-    return Trainer(task, trainer_config, run_dir, **trainer_options)
+    run = _held(run, new=True)
+    try:
+        task = TASKS[kind].create(task_config, run.path, backend=trainer_config.backend, device=trainer_config.device,
+                                  dtype=trainer_config.dtype, seed=trainer_config.seed)
+        return Trainer(task, trainer_config, run, **trainer_options)
+    except BaseException:
+        run.abandon()
+        raise
 
 
-def resume_run(run_dir: str | Path, **trainer_options) -> Trainer:
-    """A trainer that continues the run in ``run_dir`` from its latest checkpoint."""
-    checkpoint = load_checkpoint(run_dir)
-    task_cls, task_config, trainer_config = configs_of(checkpoint)
-    task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=trainer_config.backend,
-                            device=trainer_config.device, dtype=trainer_config.dtype, seed=trainer_config.seed,
-                            run_dir=Path(run_dir))
-    return Trainer(task, trainer_config, run_dir, **trainer_options).restore(checkpoint)
+def resume_run(run: RunDirectory | str | Path, **trainer_options) -> Trainer:
+    """A trainer that continues the run in ``run`` from its latest intact checkpoint. Nothing in
+    the run directory changes until :meth:`Trainer.run`."""
+    run = _held(run, new=False)
+    try:
+        checkpoint = load_checkpoint(run.path)
+        task_cls, task_config, trainer_config = configs_of(checkpoint)
+        _warn_if_config_json_edited(run.path, checkpoint)
+        task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=trainer_config.backend,
+                                device=trainer_config.device, dtype=trainer_config.dtype, seed=trainer_config.seed,
+                                run_dir=run.path)
+        return Trainer(task, trainer_config, run, **trainer_options).restore(checkpoint)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _warn_if_config_json_edited(run_dir: Path, checkpoint: Checkpoint) -> None:
+    try:
+        copy = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if checkpoint.format_version == 2 and copy != checkpoint.config:
+        warnings.warn(f"{run_dir / 'config.json'} differs from the settings in the checkpoint; it is a copy for "
+                      "reading and the checkpoint's settings apply (change --steps on --resume, or start a new "
+                      "phase with --new-phase)", SeqnetWarning, stacklevel=3)
 
 
 def load_task(run_dir: str | Path, backend: str | None = None, device: Any = None) -> Task:
     """The trained task of a run directory for inference (weights loaded; no data, no optimizer),
-    on ``backend`` (default: the run's own)."""
+    on ``backend`` and ``device`` (default: the run's own; a device alone keeps the run's backend)."""
     checkpoint = load_checkpoint(run_dir, optimizer=False)
     task_cls, task_config, trainer_config = configs_of(checkpoint)
     if backend is None:
-        backend, device = trainer_config.backend, trainer_config.device
+        backend, device = trainer_config.backend, (trainer_config.device if device is None else device)
     task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=backend, device=device,
                             dtype=trainer_config.dtype, seed=trainer_config.seed)
     task.model.load_state_dict(checkpoint.weights)

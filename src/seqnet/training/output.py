@@ -1,0 +1,89 @@
+"""What a training run prints: log lines, JSON records, progress; robust to closed pipes.
+
+A stream whose reader went away (``seqnet train --json | head -1``) raises BrokenPipeError
+on the next write. :func:`write_line` then points the stream's file descriptor at
+/dev/null, so every later write (and the interpreter's last flush) succeeds silently, and
+the run goes on to its checkpoints. Progress is a tqdm bar on a terminal; anywhere else
+(a log file, a pipe) it is a plain line now and then, never carriage-return frames.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import TextIO
+
+PLAIN_PROGRESS_SECONDS = 30.0     # at most one plain progress line this often, off a terminal
+
+
+def write_line(stream: TextIO, text: str) -> bool:
+    """Write ``text`` and a newline to ``stream`` and flush; False if its reader has gone."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+        return True
+    except BrokenPipeError:
+        silence(stream)
+        return False
+    except ValueError:                 # closed by the caller
+        return False
+
+
+def silence(stream: TextIO) -> None:
+    """Send the rest of ``stream``'s output to /dev/null (its reader has gone)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+def is_terminal(stream: TextIO) -> bool:
+    with contextlib.suppress(AttributeError, ValueError):
+        return stream.isatty()
+    return False
+
+
+class Progress:
+    """Steps done, latest loss and throughput: a tqdm bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, total: int, initial: int, *, enabled: bool, unit: str = "bits", stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.unit = unit
+        self.total, self.step = total, initial
+        self.enabled = enabled
+        self.bar = None
+        self._last_line = time.monotonic()
+        self._postfix = ""
+        if enabled and is_terminal(self.stream):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, file=self.stream, dynamic_ncols=True, unit="step")
+
+    def update(self, step: int, bits: float | None = None, tokens_per_s: float | None = None,
+               force: bool = False) -> None:
+        if bits is not None:
+            self._postfix = f"train {bits:.3f} {self.unit}, {tokens_per_s:,.0f} tokens/s"
+        if self.bar is not None:
+            try:
+                self.bar.update(step - self.step)
+                if bits is not None:
+                    self.bar.set_postfix_str(self._postfix)
+            except BrokenPipeError:
+                silence(self.stream)
+                self.bar = None
+        elif self.enabled and self._postfix and (force or time.monotonic() - self._last_line >= PLAIN_PROGRESS_SECONDS):
+            self._last_line = time.monotonic()
+            write_line(self.stream, f"step {step}/{self.total}: {self._postfix}")
+        self.step = step
+
+    def clear(self) -> None:
+        if self.bar is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.bar.clear()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.bar.close()
+            self.bar = None

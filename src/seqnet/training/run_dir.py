@@ -1,0 +1,218 @@
+"""A run directory and this process's hold on it: one writer at a time, nothing half made.
+
+``RunDirectory.claim(path)`` (a new run), ``claim_default()`` (the first free
+``runs/default[-N]``) and ``open_for_resume(path)`` take the directory's lock: an
+exclusive ``flock`` on its marker file ``.seqnet-run``, which the kernel releases when the
+holder exits or is killed, so a dead run never leaves it stuck. A second writer is refused
+with the holder's pid, host and start time. Before anything is trained the directory is
+checked to be writable. A start that fails before its first checkpoint removes what it
+created (:meth:`abandon`); the temporaries of a writer killed mid-write are removed by the
+next one.
+
+``metrics.jsonl`` is a log of JSON records; on resume the records written after the
+checkpoint being resumed are rolled back, so no step appears twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from ..errors import CheckpointError, RunDirectoryError
+from ..files import RUN_MARKER, atomic_writer, is_run_directory, remove_stale_temporaries, umask_mode
+from .checkpoint import has_checkpoint
+
+try:
+    import fcntl
+except ImportError:            # not POSIX: no locking
+    fcntl = None
+
+METRICS = "metrics.jsonl"
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads((path / RUN_MARKER).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another seqnet process"
+    return (f"seqnet (pid {info.get('pid', '?')} on {info.get('host', '?')}, started {info.get('started', '?')}, "
+            f"{info.get('command', '')})").replace(", )", ")")
+
+
+class RunDirectory:
+    """A run directory held by this process as its one writer (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._created: list[Path] = []                # directories this process made, outermost first
+
+    # -- taking hold ------------------------------------------------------------------------
+    @classmethod
+    def claim(cls, path: str | os.PathLike) -> "RunDirectory":
+        """Hold ``path`` for a new run: it must not hold a run already (its own or someone's)."""
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunDirectoryError(f"--out: {run.path} is a file, expected a directory for the run")
+        if has_checkpoint(run.path):
+            raise RunDirectoryError(f"--out: {run.path} already holds a run; pass --resume to continue it, "
+                                    "or choose another --out (nothing was changed)")
+        run._make_directories()
+        run._lock()
+        if has_checkpoint(run.path):                   # committed by a writer that held it until just now
+            run.release()
+            raise RunDirectoryError(f"--out: {run.path} already holds a run; pass --resume to continue it")
+        run._check_writable()
+        remove_stale_temporaries(run.path)
+        return run
+
+    @classmethod
+    def claim_default(cls, base: str = "runs/default") -> "RunDirectory":
+        """Hold the first of ``base``, ``base-2``, ... that holds no run and no other writer."""
+        for n in range(1, 10_000):
+            candidate = Path(base if n == 1 else f"{base}-{n}")
+            if candidate.exists() and (not candidate.is_dir() or has_checkpoint(candidate)):
+                continue
+            try:
+                return cls.claim(candidate)
+            except RunDirectoryError as err:
+                if "being written" not in str(err) and "already holds" not in str(err):
+                    raise
+        raise RunDirectoryError(f"--out: no free run directory {base}-N; pass --out DIR")
+
+    @classmethod
+    def open_for_resume(cls, path: str | os.PathLike) -> "RunDirectory":
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirectoryError(f"--out: {run.path} does not exist or is not a directory; nothing to resume")
+        if not has_checkpoint(run.path):
+            if is_run_directory(run.path):
+                raise CheckpointError(f"{run.path} holds no checkpoint yet: the run stopped before its first one was "
+                                      "written; start it again (without --resume)")
+            raise CheckpointError(f"not a seqnet run directory: {run.path} has no latest.json; nothing to resume")
+        run._lock()
+        run._check_writable()
+        remove_stale_temporaries(run.path)
+        return run
+
+    def _make_directories(self) -> None:
+        missing = []
+        for directory in [self.path, *self.path.parents]:
+            if directory.exists():
+                break
+            missing.append(directory)
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=umask_mode(directory=True))
+            except FileExistsError:                     # made by a concurrent run: not ours to remove
+                continue
+            except OSError as err:
+                raise RunDirectoryError(f"--out: cannot create {directory}: {err.strerror}") from err
+            self._created.append(directory)
+
+    def _lock(self) -> None:
+        marker = self.path / RUN_MARKER
+        try:
+            fd = os.open(marker, os.O_RDWR | os.O_CREAT, umask_mode())
+        except OSError as err:
+            raise RunDirectoryError(self._not_writable(err)) from err
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                os.close(fd)
+                if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise RunDirectoryError(f"--out: {self.path} is being written by {_holder(self.path)}; wait for "
+                                            "it to finish or choose another --out (nothing was changed)") from err
+                raise RunDirectoryError(f"--out: cannot lock {marker}: {err.strerror}") from err
+        self._fd = fd
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                "command": " ".join(["seqnet", *sys.argv[1:]])[:200]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+
+    def _not_writable(self, err: OSError) -> str:
+        return (f"--out: {self.path} is not writable ({err.strerror}); a run needs to write its checkpoints and "
+                "metrics there: choose another --out, or copy the run to a writable place and resume it there")
+
+    def _check_writable(self) -> None:
+        for target in (self.path, self.path / "checkpoints", self.path / METRICS):
+            if not target.exists():
+                continue
+            if not os.access(target, os.W_OK | (os.X_OK if target.is_dir() else 0)):
+                raise RunDirectoryError(self._not_writable(OSError(errno.EACCES, f"{target.name}: permission denied")))
+        try:
+            with atomic_writer(self.path / ".write-test"):
+                pass
+            (self.path / ".write-test").unlink()
+        except OSError as err:
+            raise RunDirectoryError(self._not_writable(err)) from err
+
+    def release(self) -> None:
+        if self._fd is not None:
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def abandon(self) -> None:
+        """A start that failed before its first checkpoint: remove what it created, release the lock."""
+        if not has_checkpoint(self.path):
+            for name in ("tokens.bin", "tokens.bin.json", METRICS, "config.json", "loss.png"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / name).unlink()
+            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+            remove_stale_temporaries(self.path)
+            self.release()
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / RUN_MARKER).unlink()
+            for directory in reversed(self._created):      # innermost first, and only if now empty
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        else:
+            self.release()
+
+    # -- metrics ------------------------------------------------------------------------------
+    def append_metrics(self, record: dict) -> None:
+        with open(self.path / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                records.append(json.loads(line))
+        return records
+
+    def rollback_metrics(self, step: int) -> int:
+        """Drop the records of steps after ``step`` (written after the checkpoint being resumed);
+        returns how many were dropped."""
+        path = self.path / METRICS
+        if not path.exists():
+            return 0
+        kept, dropped = [], 0
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                dropped += 1
+                continue
+            at = record.get("step", record.get("steps")) if isinstance(record, dict) else None
+            if isinstance(at, int) and at > step:
+                dropped += 1
+                continue
+            kept.append(line)
+        if dropped:
+            with atomic_writer(path, "w") as f:
+                f.write("".join(line + "\n" for line in kept))
+        return dropped
