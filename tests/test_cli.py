@@ -5,43 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq-len", "16", "--steps", "12", "--eval-every", "6",
-        "--sample-every", "6", "--checkpoint-every", "6", "--sample-length", "20", "--no-progress"]
+from clitools import TINY, assert_usage_error, env, seqnet, write_corpus
+
 SUMMARY_KEYS = {"steps", "train_bits_per_token", "val_bits_per_token", "tokens_per_s"}
-
-
-def seqnet(*args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "seqnet", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=timeout)
-
-
-def write_corpus(path: Path, lines: int = 80) -> Path:
-    rng = random.Random(0)
-    words = "the quick brown fox jumps over the lazy dog and the cat sat on the mat".split()
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(10)) for _ in range(lines)) + "\n",
-                    encoding="utf-8")
-    return path
-
-
-def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "error:" in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr)
 
 
 def split_samples(stdout: str) -> list[str]:
@@ -281,7 +255,7 @@ def test_nan_loss_exits_2_from_the_command_line(tmp_path):
     )
     args = ["train", "--corpus", str(corpus), "--out", str(out), *TINY, "--checkpoint-every", "5", "--log-every", "1"]
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=SRC), timeout=120)
+                            env=env(), timeout=120)
     assert_usage_error(result, f"step {NAN_AT}", "--resume")
     assert json.loads((out / "latest.json").read_text())["step"] == 5
     sample = seqnet("sample", out, "--prime", "the", "--length", 5, "--seed", 0)

@@ -9,27 +9,17 @@ cross-entropy that seqnet's loaded model gives.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clitools import seqnet
 from seqnet import to_numpy
 
 DATA = Path(__file__).resolve().parent / "data"
 RUN_V1 = DATA / "run-v1"
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _seqnet(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "seqnet", *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
-
 
 def _torch_nats(text_ids: np.ndarray) -> float:
     torch = pytest.importorskip("torch")
@@ -62,12 +52,12 @@ def test_a_version_1_run_directory_loads_on_every_backend_and_scores_as_pytorch_
 def test_a_version_1_run_directory_samples_evaluates_and_resumes(tmp_path):
     run = shutil.copytree(RUN_V1, tmp_path / "run")
     shutil.copy(DATA / "run-v1-corpus.txt", tmp_path / "corpus.txt")       # the run's corpus, by its relative name
-    sample = _seqnet("sample", run, "--prime", "the ", "--length", 20, "--seed", 1)
+    sample = seqnet("sample", run, "--prime", "the ", "--length", 20, "--seed", 1)
     assert sample.returncode == 0 and sample.stdout.startswith("the "), sample.stderr
-    evaluated = _seqnet("eval", run, "--corpus", tmp_path / "corpus.txt", "--json")
+    evaluated = seqnet("eval", run, "--corpus", tmp_path / "corpus.txt", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["bits_per_token"] > 0
-    resumed = _seqnet("train", "--out", run, "--resume", "--steps", 9, "--no-progress", "--json", cwd=tmp_path)
+    resumed = seqnet("train", "--out", run, "--resume", "--steps", 9, "--no-progress", "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 9
     pointer = json.loads((run / "latest.json").read_text())

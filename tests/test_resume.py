@@ -4,23 +4,21 @@ the saved RNG state matters too. Everything runs through the ``python -m seqnet`
 from __future__ import annotations
 
 import json
-import os
-import random
 import signal
-import subprocess
-import sys
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import clitools
+from clitools import seqnet
 from seqnet.training.checkpoint import load_checkpoint
 
 if not hasattr(signal, "SIGKILL"):
     pytest.skip("needs SIGKILL (POSIX)", allow_module_level=True)
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 STEPS = 40
 # Sized so that one step takes a few ms: the run is still going when the first checkpoint lands.
 CONFIG = ["--hidden", "96", "--embed", "16", "--batch", "8", "--seq-len", "48", "--dropout", "0.2",
@@ -28,21 +26,8 @@ CONFIG = ["--hidden", "96", "--embed", "16", "--batch", "8", "--seq-len", "48", 
           "--log-every", "3", "--seed", "3", "--no-progress"]
 
 
-def _env():
-    return dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore")
-
-
-def seqnet(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqnet", *map(str, args)], capture_output=True, text=True,
-                          env=_env(), timeout=timeout)
-
-
 def write_corpus(path: Path) -> Path:
-    rng = random.Random(1)
-    words = "the quick brown fox jumps over the lazy dog and the cat sat on the mat".split()
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(10)) for _ in range(300)) + "\n",
-                    encoding="utf-8")
-    return path
+    return clitools.write_corpus(path, lines=300, seed=1)
 
 
 def eval_records(run_dir: Path) -> dict[int, tuple]:
@@ -86,9 +71,7 @@ def uninterrupted(corpus, tmp_path_factory):
 def test_killed_and_resumed_run_matches_uninterrupted_run(corpus, uninterrupted, tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "stderr.txt", "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "seqnet", "train", "--corpus", str(corpus), "--out",
-                                    str(out), "--steps", str(STEPS), *CONFIG],
-                                   stdout=subprocess.DEVNULL, stderr=stderr, env=_env())
+        process = clitools.start("train", "--corpus", corpus, "--out", out, "--steps", STEPS, *CONFIG, stderr=stderr)
         try:
             deadline = time.monotonic() + 60
             while not (out / "latest.json").exists() and process.poll() is None and time.monotonic() < deadline:

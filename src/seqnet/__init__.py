@@ -11,10 +11,11 @@ Subpackages: ``seqnet.layers``, ``seqnet.models``, ``seqnet.decoding``, ``seqnet
 """
 from . import data, decoding, layers, models, tasks, training
 from .backend import Backend, backend, get_backend, to_numpy, use_backend
+from .backend.threads import set_num_threads
 from .errors import SeqnetError
 from .layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
 __all__ = ["GRU", "LSTM", "RNN", "Backend", "SeqnetError", "backend", "data", "decoding", "get_backend", "layers",
-           "models", "tasks", "to_numpy", "training", "use_backend"]
+           "models", "set_num_threads", "tasks", "to_numpy", "training", "use_backend"]

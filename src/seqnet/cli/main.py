@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..backend import BACKEND_NAMES
-from ..errors import NonFiniteLossError, SeqnetError, SeqnetWarning
+from ..errors import SeqnetError, SeqnetWarning
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
 from ..training.output import silence, write_line
@@ -188,7 +188,7 @@ def cmd_train(args) -> int:
         write_line(sys.stderr, f"\nseqnet train: interrupted at step {stop.step}; a checkpoint of that step is in "
                                f"{stop.run_dir} (continue with: seqnet train --out {stop.run_dir} --resume)")
         return EXIT_INTERRUPTED.get(stop.signum, 130)
-    except (NonFiniteLossError, KeyboardInterrupt):
+    except BaseException:
         trainer.directory.abandon()              # removes the run only if it has no checkpoint
         raise
     finally:
@@ -254,8 +254,12 @@ def _show_warnings(command: str) -> None:
     warnings.simplefilter("always", SeqnetWarning)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop: unwinds like Ctrl-C (cleaning up), exits 143."""
+
+
 def _sigterm_as_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,10 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     except SeqnetError as err:
         write_line(sys.stderr, f"seqnet {args.command}: error: {err}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         write_line(sys.stderr, f"\nseqnet {args.command}: interrupted" + (
             "; checkpoints already written are intact (continue with --resume)" if args.command == "train" else ""))
-        return 130
+        return EXIT_INTERRUPTED[signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT]
     except BrokenPipeError:                      # the reader of stdout went away: stop quietly
         silence(sys.stdout)
         return 0

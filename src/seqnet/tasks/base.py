@@ -49,6 +49,9 @@ class Task:
         """JSON that, with the config, rebuilds the model (its vocabulary, ...)."""
         raise NotImplementedError
 
+    def check_trainer_config(self, config) -> None:
+        """Refuse trainer settings this task cannot honour (called before training starts)."""
+
     def describe(self) -> str:
         """One line on the model and data, for the start of a run."""
         return f"{type(self.model).__name__}, {self.model.num_parameters():,} parameters"

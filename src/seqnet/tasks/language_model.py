@@ -136,6 +136,11 @@ class LanguageModelTask(Task):
     def setup(self) -> dict:
         return {"tokenizer": self.tokenizer.to_json()}
 
+    def check_trainer_config(self, config) -> None:
+        if self.config.batch % config.accumulate:
+            raise ConfigError(f"--accumulate: expected a divisor of --batch {self.config.batch}, "
+                              f"received {config.accumulate}")
+
     def describe(self) -> str:
         c = self.config
         cell = ("layer-norm " if c.layer_norm else "") + c.cell

@@ -60,6 +60,7 @@ class Trainer:
     def __init__(self, task: Task, config: TrainerConfig, run: RunDirectory | str | Path, *,
                  log: Callable[[str], None] | None = None, json_lines: bool = False, progress: bool = True):
         self.task, self.config = task, config.validate()
+        task.check_trainer_config(self.config)
         self.model = task.model
         self.directory = run if isinstance(run, RunDirectory) else RunDirectory(run)
         self.run_dir = self.directory.path

@@ -1,0 +1,397 @@
+"""A run directory never loses work and never lies, tried as a user would: two writers, runs
+inside their corpus, resume from anywhere, refused resumes that change nothing, crashes,
+damaged checkpoints, Ctrl-C, closed pipes, read-only places, and a one-line message for
+every mistake. Everything runs ``python -m seqnet`` in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clitools import TINY, assert_usage_error, command, env, read_only, seqnet, start, write_corpus
+from seqnet.training.checkpoint import load_checkpoint
+
+if not hasattr(signal, "SIGKILL"):
+    pytest.skip("needs POSIX signals", allow_module_level=True)
+
+# Steps of a few ms, so that a run is still going when the test acts on it.
+SLOW = ["--hidden", "64", "--embed", "16", "--batch", "8", "--seq-len", "32", "--sample-length", "0",
+        "--eval-every", "1000", "--log-every", "1", "--no-progress"]
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def snapshot(run_dir: Path) -> dict:
+    """Every file's bytes and mtime below run_dir (but the lock, which names its latest holder)."""
+    return {str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".seqnet-run"}
+
+
+def wait_for(predicate, process=None, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the run ended early ({process.returncode}): {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "c.txt", lines=200)
+
+
+@pytest.fixture(scope="module")
+def finished(corpus, tmp_path_factory) -> Path:
+    """A finished tiny run (checkpoints at steps 6 and 12)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    result = seqnet("train", "--corpus", corpus, "--out", out, *TINY)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+# -- one writer -----------------------------------------------------------------------------------
+def test_a_second_writer_is_refused_with_the_holder_and_a_killed_holder_leaves_no_lock(corpus, tmp_path):
+    out = tmp_path / "run"
+    first = start("train", "--corpus", corpus, "--out", out, "--steps", 100000, "--checkpoint-every", 20, *SLOW)
+    try:
+        wait_for(lambda: (out / "latest.json").exists(), first)
+        second = seqnet("train", "--corpus", corpus, "--out", out, "--resume")
+        assert_usage_error(second, f"{out} is being written by seqnet (pid {first.pid}", "choose another --out")
+        third = seqnet("train", "--corpus", corpus, "--out", out, *TINY)
+        assert_usage_error(third, "already holds a run")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    step = load_checkpoint(out).step
+    resumed = seqnet("train", "--out", out, "--resume", "--steps", step + 3, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr                 # the dead holder's lock went with it
+
+
+def test_runs_started_together_without_out_pick_different_directories(corpus, tmp_path):
+    runs = [start("train", "--corpus", corpus, *TINY, "--json", cwd=tmp_path, stdout=subprocess.PIPE) for _ in range(3)]
+    outs = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+        outs.append(json.loads(stdout.splitlines()[-1])["run_dir"])
+    assert sorted(outs) == ["runs/default", "runs/default-2", "runs/default-3"]
+    for out in outs:
+        assert [r["step"] for r in records(tmp_path / out) if r["event"] == "eval"] == [6, 12]
+
+
+# -- where the data comes from ----------------------------------------------------------------------
+def test_a_run_inside_its_corpus_directory_is_not_read_as_corpus(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_corpus(data / "a.txt", lines=60)
+    first = seqnet("train", "--corpus", data, "--out", data / "run1", *TINY, "--json")
+    assert first.returncode == 0, first.stderr
+    tokens = json.loads((data / "run1" / "tokens.bin.json").read_text())["count"]
+    assert tokens == len((data / "a.txt").read_text())
+    resumed = seqnet("train", "--out", data / "run1", "--resume", "--steps", 14, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    second = seqnet("train", "--corpus", data, "--out", data / "run2", *TINY, "--json")
+    assert second.returncode == 0, second.stderr               # run1 (checkpoints, tokens.bin) is no corpus
+    assert json.loads((data / "run2" / "tokens.bin.json").read_text())["count"] == tokens
+    assert_usage_error(seqnet("train", "--corpus", data / "run1", "--out", tmp_path / "x", *TINY),
+                       "is a seqnet run directory, not a corpus")
+
+
+def test_resume_from_another_directory_without_the_corpus_and_a_changed_corpus_is_said(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", lines=100)
+    out = tmp_path / "run"
+    assert seqnet("train", "--corpus", corpus.name, "--out", out, *TINY, cwd=tmp_path).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    corpus.write_text(corpus.read_text() + "more text\n")
+    changed = seqnet("train", "--out", out, "--resume", "--steps", 14, "--no-progress", cwd=elsewhere)
+    assert changed.returncode == 0, changed.stderr
+    assert "warning: the corpus has changed since this run encoded it" in changed.stderr
+    corpus.unlink()
+    gone = seqnet("train", "--out", out, "--resume", "--steps", 16, "--no-progress", cwd=elsewhere)
+    assert gone.returncode == 0 and "warning" not in gone.stderr, gone.stderr
+    assert load_checkpoint(out).step == 16
+
+
+def test_a_refused_resume_changes_nothing(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(run)
+    for flags in (["--hidden", "256"], ["--lr", "0.003", "--cell", "gru"], ["--corpus", "elsewhere.txt"],
+                  ["--steps", "5"], ["--task", "lm", "--embed", "9"]):
+        result = seqnet("train", "--out", run, "--resume", *flags)
+        assert_usage_error(result)
+        assert "Traceback" not in result.stderr
+    assert "--hidden 256 (the run's: 16)" in seqnet("train", "--out", run, "--resume", "--hidden", "256").stderr
+    assert snapshot(run) == before
+
+
+# -- crashes and damage -------------------------------------------------------------------------------
+def test_records_after_the_checkpoint_are_rolled_back_and_the_loss_history_is_kept_whole(corpus, tmp_path):
+    out = tmp_path / "run"
+    steps = ["--steps", 2100, "--checkpoint-every", 2100, "--hidden", "4", "--embed", "2", "--batch", "2",
+             "--seq-len", "4", "--log-every", "1", "--eval-every", "700", "--eval-batches", "1", "--sample-length", "0"]
+    result = seqnet("train", "--corpus", corpus, "--out", out, *steps, "--no-progress", timeout=300)
+    assert result.returncode == 0, result.stderr
+    checkpoint = load_checkpoint(out)
+    assert list(checkpoint.trainer_arrays["history_step"]) == list(range(2100))      # all of it, not the last 2000
+    with open(out / "metrics.jsonl", "a") as f:      # what a crash after step 2100 would have left behind
+        f.write(json.dumps({"event": "eval", "step": 2200, "train_bits_per_token": 1.0}) + "\n")
+        f.write(json.dumps({"event": "summary", "steps": 2300}) + "\n")
+    assert seqnet("train", "--out", out, "--resume", "--steps", 2110, "--no-progress").returncode == 0
+    evals = [r["step"] for r in records(out) if r["event"] == "eval"]
+    assert evals == [700, 1400, 2100, 2110]
+
+
+def test_a_damaged_newest_checkpoint_falls_back_for_sample_eval_and_resume(finished, corpus, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    newest = run / json.loads((run / "latest.json").read_text())["checkpoint"]
+    (newest / "meta.json").write_text("{ not json")
+    for args in (("sample", run, "--length", 5, "--seed", 1), ("eval", run, "--corpus", corpus, "--json"),
+                 ("train", "--out", run, "--resume", "--steps", 14, "--no-progress")):
+        result = seqnet(*args)
+        assert result.returncode == 0, result.stderr
+        assert "warning: the newest checkpoint" in result.stderr and "step-00000006" in result.stderr, result.stderr
+    assert load_checkpoint(run).step == 14
+    assert [r["step"] for r in records(run) if r["event"] == "eval"] == [6, 12, 14]   # 12 retrained once
+
+
+def test_sampling_does_not_need_the_optimizer_state(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    for step_dir in (run / "checkpoints").iterdir():
+        for optimizer in step_dir.glob("optimizer.*"):
+            optimizer.unlink()
+    result = seqnet("sample", run, "--length", 5, "--seed", 1)
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_writes_a_checkpoint_and_resume_ends_where_an_uninterrupted_run_ends(corpus, tmp_path, signum, code):
+    args = ["--corpus", corpus, "--steps", 80, "--checkpoint-every", 25, "--dropout", "0.1", *SLOW]
+    whole = seqnet("train", *args, "--out", tmp_path / "whole", timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "run"
+    run = start("train", *args, "--out", out)
+    wait_for(lambda: (out / "latest.json").exists(), run)        # step 25: training is under way
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == code, stderr
+    assert "Traceback" not in stderr and "interrupted at step" in stderr
+    stopped = load_checkpoint(out).step
+    assert 25 < stopped < 80, stopped                             # written at the interrupt, not at a period
+    resumed = seqnet("train", "--out", out, "--resume", "--no-progress", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(out)
+    for name, weight in a.weights.items():
+        np.testing.assert_array_equal(weight, b.weights[name], err_msg=name)
+
+
+def test_a_second_interrupt_stops_at_once_and_leaves_a_loadable_run(corpus, tmp_path):
+    out = tmp_path / "run"
+    run = start("train", "--corpus", corpus, "--out", out, "--steps", 100000, "--checkpoint-every", 10, *SLOW)
+    wait_for(lambda: (out / "latest.json").exists(), run)
+    run.send_signal(signal.SIGINT)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=30)
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr
+    assert load_checkpoint(out).step >= 10
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def test_a_closed_output_pipe_neither_kills_training_nor_prints_a_traceback(corpus, tmp_path):
+    out = tmp_path / "run"
+    pipeline = subprocess.run(f"{' '.join(command('train', '--corpus', corpus, '--out', out, *TINY, '--json'))} "
+                              f"2>{tmp_path / 'err'} | head -1", shell=True, capture_output=True, text=True, env=env(),
+                              timeout=120)
+    assert json.loads(pipeline.stdout)["event"] == "eval"
+    assert "Traceback" not in (tmp_path / "err").read_text() and "BrokenPipe" not in (tmp_path / "err").read_text()
+    assert load_checkpoint(out).step == 12
+    sampled = subprocess.run(f"{' '.join(command('sample', out, '--num', 50, '--length', 200))} 2>{tmp_path / 'e2'} "
+                             "| head -1", shell=True, capture_output=True, text=True, env=env(), timeout=120)
+    assert sampled.stdout == "--- sample 1 ---\n"
+    assert (tmp_path / "e2").read_text() == ""
+
+
+def test_off_a_terminal_progress_is_plain_lines(corpus, tmp_path):
+    result = seqnet("train", "--corpus", corpus, "--out", tmp_path / "run", *TINY[:-1], "--json")
+    assert result.returncode == 0
+    assert "\r" not in result.stderr
+    assert "step 12/12: train" in result.stderr and "bits per token" in result.stderr
+
+
+def test_every_figure_is_bits_per_token(finished):
+    for record in records(finished):
+        assert "train_loss" not in record
+        if record["event"] in ("eval", "summary"):
+            assert record["train_bits_per_token"] > 0 and record["val_bits_per_token"] > 0
+
+
+def test_help_shows_defaults_and_version():
+    help_text = seqnet("train", "--help").stdout
+    for fragment in ("--hidden HIDDEN", "(default: 256)", "(default: 0.003)", "(default: lstm)", "--new-phase"):
+        assert fragment in help_text, fragment
+    assert seqnet("--version").stdout.strip().startswith("seqnet ")
+
+
+# -- finished runs and phases ------------------------------------------------------------------------------
+def test_resuming_a_finished_run_says_so_and_writes_nothing(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    before = snapshot(run)
+    result = seqnet("train", "--out", run, "--resume", "--json")
+    assert result.returncode == 0 and result.stdout == ""
+    assert "is finished at step 12" in result.stderr and "--new-phase" in result.stderr and "nan" not in result.stderr
+    assert snapshot(run) == before
+
+
+def test_a_new_phase_starts_a_fresh_schedule_and_is_recorded(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    result = seqnet("train", "--out", run, "--resume", "--new-phase", "--steps", 20, "--lr", "0.01", "--warmup", "4",
+                    "--eval-every", "1", "--no-progress", "--json")
+    assert result.returncode == 0, result.stderr
+    lrs = {r["step"]: r["lr"] for r in records(run) if r["event"] == "eval" and r["step"] > 12}
+    # The lr a step used is reported after it: steps 13-16 warm up to 0.01 (linear, lr/4 ... lr), then cosine decay.
+    np.testing.assert_allclose([lrs[13], lrs[14], lrs[15], lrs[16], lrs[17]], [0.0025, 0.005, 0.0075, 0.01, 0.01])
+    assert lrs[18] < 0.01 and lrs[20] < lrs[18]
+    checkpoint = load_checkpoint(run)
+    assert checkpoint.config["trainer"]["phase_start"] == 12 and checkpoint.config["trainer"]["lr"] == 0.01
+    assert checkpoint.trainer["phases"][0]["start_step"] == 12
+    assert_usage_error(seqnet("train", "--out", run, "--resume", "--new-phase", "--lr", "0.1"), "--new-phase: needs --steps")
+    assert_usage_error(seqnet("train", "--out", run, "--resume", "--new-phase", "--steps", 30, "--hidden", "32"),
+                       "a new phase may change only", "--hidden 32")
+    assert_usage_error(seqnet("train", "--corpus", "x", "--new-phase"), "--new-phase: only with --resume")
+
+
+# -- messages -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, fragments", [
+    (["--seed", "-1"], ["--seed", "-1"]),
+    (["--clip-value", "-1"], ["--clip-value", "-1.0"]),
+    (["--clip", "nan"], ["--clip", "nan"]),
+    (["--clip-value", "nan"], ["--clip-value", "nan"]),
+    (["--lr", "0"], ["--lr: expected a finite number > 0"]),
+    (["--dropout", "1.5"], ["--dropout: expected a probability"]),
+    (["--tie-weights"], ["--tie-weights: needs --embed equal to --hidden"]),
+    (["--warmup", "12"], ["--warmup: expected fewer steps than --steps"]),
+    (["--backend", "torch", "--device", "meta"], ["device", "meta"]),
+    (["--accumulate", "3"], ["--accumulate: expected a divisor of --batch 4"]),
+    (["--layer-norm", "--cell", "gru"], ["--layer-norm"]),
+])
+def test_bad_training_flags_are_one_line_each_and_leave_nothing(corpus, tmp_path, flags, fragments):
+    out = tmp_path / "run"
+    if "torch" in flags:
+        pytest.importorskip("torch")
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", out, *TINY, *flags), *fragments)
+    assert not out.exists()
+
+
+def test_out_naming_a_file_and_read_only_places(corpus, tmp_path, finished):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", a_file, *TINY), "is a file")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with read_only(locked):
+        assert_usage_error(seqnet("train", "--corpus", corpus, "--out", locked / "run", *TINY), "cannot create")
+        assert_usage_error(seqnet("train", "--corpus", corpus, "--out", locked, *TINY), "is not writable")
+    run = shutil.copytree(finished, tmp_path / "run")
+    with read_only(run):
+        started = time.monotonic()
+        result = seqnet("train", "--out", run, "--resume", "--steps", 5000, "--no-progress")
+        assert_usage_error(result, "is not writable")
+        assert time.monotonic() - started < 30                      # refused before training, not after
+    assert load_checkpoint(run).step == 12
+
+
+def test_a_failed_start_removes_what_it_made(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abcdefghij" * 5)
+    out = tmp_path / "new" / "run"
+    assert_usage_error(seqnet("train", "--corpus", short, "--out", out, *TINY, "--seq-len", "64"), "seq_len")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_kill_during_corpus_encoding_leaves_a_temporary_the_next_start_removes(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k in range(60):
+        write_corpus(corpus / f"{k}.txt", lines=3000, seed=k)
+    out = tmp_path / "run"
+    run = start("train", "--corpus", corpus, "--out", out, *TINY)
+    try:
+        wait_for(lambda: any(p.name.endswith(".tmp") for p in out.glob(".tokens.bin*")), run, timeout=120)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    assert any(p.name.endswith(".tmp") for p in out.glob(".tokens.bin*"))
+    again = seqnet("train", "--corpus", tmp_path / "corpus" / "0.txt", "--out", out, *TINY)
+    assert again.returncode == 0, again.stderr
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_files_of_a_run_have_consistent_modes(finished):
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in finished.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o777 if path.is_dir() else 0o666) & ~mask, (path, oct(mode))
+
+
+def test_resume_before_the_first_checkpoint_says_what_happened(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".seqnet-run").write_text("{}")                    # a run killed before its first checkpoint
+    assert_usage_error(seqnet("train", "--out", out, "--resume"), "holds no checkpoint yet", "without --resume")
+
+
+def test_sample_and_eval_messages(finished, corpus, tmp_path):
+    assert_usage_error(seqnet("sample", finished, "--seed", "-1"), "seed: expected an integer >= 0")
+    assert_usage_error(seqnet("sample", finished, "--device", "1"), "device", "numpy backend has only device 'cpu'")
+    for batch in (0, -4):
+        assert_usage_error(seqnet("eval", finished, "--corpus", corpus, "--batch", batch), "--batch")
+    assert_usage_error(seqnet("eval", finished, "--corpus", corpus, "--batch", 100000),
+                       "--batch: expected at most", "received 100000")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("déjà vu".encode("latin-1") * 10)
+    result = seqnet("eval", finished, "--corpus", latin)
+    assert_usage_error(result, "UTF-8", "tokenizer reads UTF-8 text only")
+    assert "use --tokenizer byte" not in result.stderr
+
+
+def test_eval_counts_unknown_tokens_and_warns_when_they_are_many(finished, tmp_path):
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("ΑΒΓΔ ΕΖΗΘ " * 40 + "the cat sat on the mat\n" * 2)
+    result = seqnet("eval", finished, "--corpus", foreign, "--json", "--batch", 2)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    expected = sum(1 for ch in foreign.read_text()[1:] if ch in "ΑΒΓΔΕΖΗΘ")   # one stream after another
+    assert report["unknown_tokens"] >= expected - 2 and report["unknown_tokens"] <= expected
+    assert "warning:" in result.stderr and "unknown to the model's vocabulary" in result.stderr
+
+
+def test_an_edited_config_json_is_said_to_be_a_copy(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["trainer"]["lr"] = 1.0
+    (run / "config.json").write_text(json.dumps(config))
+    result = seqnet("train", "--out", run, "--resume", "--steps", 13, "--no-progress")
+    assert result.returncode == 0 and "config.json differs from the settings in the checkpoint" in result.stderr
+    assert load_checkpoint(run).config["trainer"]["lr"] == 0.003
+
+
+def test_threads_limit_torch_too():
+    script = ("import seqnet; seqnet.set_num_threads(1); seqnet.use_backend('torch'); import torch; "
+              "print(torch.get_num_threads())")
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env())
+    assert result.stdout.strip() == "1", result.stderr
