@@ -263,24 +263,28 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
-    _show_warnings(args.command)
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM,
+                                                                                      _sigterm_as_interrupt)
+    name = "?"
     try:
+        args = build_parser().parse_args(argv)
+        name = args.command
+        command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
+        _show_warnings(args.command)
         from ..backend.threads import set_num_threads
 
         set_num_threads(args.threads)
         return command(args)
     except SeqnetError as err:
-        write_line(sys.stderr, f"seqnet {args.command}: error: {err}")
+        write_line(sys.stderr, f"seqnet {name}: error: {err}")
         return EXIT_USAGE
     except KeyboardInterrupt as stop:
-        write_line(sys.stderr, f"\nseqnet {args.command}: interrupted" + (
-            "; checkpoints already written are intact (continue with --resume)" if args.command == "train" else ""))
+        write_line(sys.stderr, f"\nseqnet {name}: interrupted" + (
+            "; checkpoints already written are intact (continue with --resume)" if name == "train" else ""))
         return EXIT_INTERRUPTED[signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT]
     except BrokenPipeError:                      # the reader of stdout went away: stop quietly
         silence(sys.stdout)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
