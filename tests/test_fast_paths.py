@@ -66,6 +66,8 @@ def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
 
 
 def test_numpy_registers_its_overrides_and_others_use_the_reference(xb):
+    if xb.name == "cupy":
+        pytest.skip("CuPy runs fused kernels for every cell and with masks: tests/test_cuda_kernels.py")
     scan = kernels.scan_kernels(xb, LSTMCell(), masked=False)
     if xb.name == "numpy":
         assert scan is numpy_kernels.SCAN_KERNELS["lstm"]

@@ -4,7 +4,7 @@ This package sits below :mod:`seqnet.layers` and imports only :mod:`seqnet.backe
 :mod:`seqnet.errors`; it never imports layers, models or training. A reference is a plain
 function written against ``xp`` (:mod:`.time_loop`, :mod:`.embedding`, :mod:`.optimizers`);
 an override is a function with the same arguments and results for one backend
-(:mod:`.numpy`), tested against its reference in tests/test_fast_paths.py.
+(:mod:`.numpy`; :mod:`.cupy`, fused CUDA kernels), tested against its reference in tests/test_fast_paths.py.
 
 Which implementation runs is decided here, and only here:
 
@@ -51,7 +51,7 @@ REFERENCES: dict[str, Callable] = {
 }
 
 # Backends with overrides, and the module holding them (imported when first asked for).
-OVERRIDE_MODULES = {"numpy": "seqnet.kernels.numpy"}
+OVERRIDE_MODULES = {"numpy": "seqnet.kernels.numpy", "cupy": "seqnet.kernels.cupy"}
 
 
 def _overrides(backend):
