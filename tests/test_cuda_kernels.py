@@ -353,3 +353,34 @@ def test_the_cuda_path_and_its_host_checks_do_not_import_cupy():
                           env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False"]
+
+
+# -- next-token sampling on the device -------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("temperature,greedy,banned", [(1.0, False, -1), (0.7, False, 3), (1.0, True, -1),
+                                                      (1.0, True, 5)])
+def test_sampling_kernel_draws_what_sample_next_draws(dtype, temperature, greedy, banned):
+    """Same logits and Gumbel noise -> the same tokens as seqnet.decoding.sample_next (numpy)."""
+    _host_or_skip()
+    from seqnet.decoding import sample_next
+
+    ops = host.host_ops(dtype)
+    rng = np.random.default_rng(4)
+    rows, vocab, steps = 3, 300, 4                      # vocab > 256 threads: the grid-stride part runs too
+    logits = rng.standard_normal((rows, vocab)).astype(dtype)
+    bias = rng.standard_normal(vocab).astype(dtype)
+    bias[[5, 7, 9]] = 0
+    logits[1, 7] = logits[1, 9] = 10                    # a tie: the lower id wins, as np.argmax
+    logits[0, 5] = 10                                   # the banned id would win row 0
+    noise = rng.gumbel(size=(steps, rows, vocab))
+    tokens = np.zeros((steps, rows), np.int64)
+    for step in range(steps):
+        ops.launch("sample_tokens", rows, driver.row_block(vocab), logits, bias, noise, tokens, temperature,
+                   1, int(not greedy), step, banned, step, rows, vocab)
+        host_logits = (logits + bias).astype(np.float64)
+        if banned >= 0:
+            host_logits[:, banned] = -np.inf
+        want = sample_next(host_logits, rng, temperature=temperature, greedy=greedy, gumbel=noise[step])
+        np.testing.assert_array_equal(tokens[step], want)
+    if banned >= 0:
+        assert banned not in tokens
