@@ -384,3 +384,23 @@ def test_sampling_kernel_draws_what_sample_next_draws(dtype, temperature, greedy
         np.testing.assert_array_equal(tokens[step], want)
     if banned >= 0:
         assert banned not in tokens
+
+
+def test_gpu_check_compile_only_runs_without_a_gpu():
+    _nvrtc_or_skip()
+    done = subprocess.run([sys.executable, str(Path(SRC).parent / "scripts" / "gpu_check.py"), "--compile-only"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    summary = json.loads(done.stdout)
+    assert summary["compile"]["ok"] and set(summary["compile"]["kernels"]) == set(sources.kernel_signatures())
+
+
+def test_gpu_check_names_missing_packages():
+    sys.path.insert(0, str(Path(SRC).parent / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    assert gpu_check.missing({"numpy": "numpy", "no_such_module_for_seqnet": "the-wheel"}) == ["the-wheel"]
