@@ -404,3 +404,78 @@ def test_gpu_check_names_missing_packages():
     finally:
         sys.path.pop(0)
     assert gpu_check.missing({"numpy": "numpy", "no_such_module_for_seqnet": "the-wheel"}) == ["the-wheel"]
+
+
+# -- generation on the device ----------------------------------------------------------------------
+GEN_TEXT = "the cat sat on the mat\nthe dog sat on the log\n"
+
+
+def _gen_model(cell="lstm", word=False, dtype="float64"):
+    from seqnet.data import CharTokenizer, WordTokenizer
+    from seqnet.models import LanguageModel
+
+    tokenizer = (WordTokenizer if word else CharTokenizer).fit(GEN_TEXT)
+    with seqnet.backend("numpy"):
+        return LanguageModel(tokenizer.vocab_size, 8, 12, num_layers=2, cell=cell, dtype=dtype, seed=3,
+                             tokenizer=tokenizer)
+
+
+def _both_loops(model, length, *, eos=None, **kwargs):
+    """(host loop, device loop) tokens for the same seed and prefix."""
+    from seqnet.decoding import sample_tokens, sample_tokens_on_device
+
+    prefix = np.repeat(model.tokenizer.encode("the ")[:, None], 3, axis=1)
+    unk = model.tokenizer.unk_id
+    host_ids = sample_tokens(model.token_steps(3, length), prefix, length, rng=np.random.default_rng(11),
+                             eos_id=eos, banned_id=unk, **kwargs)
+    device_ids = sample_tokens_on_device(model.device_token_steps(3, length), prefix, length,
+                                         rng=np.random.default_rng(11), eos_id=eos, banned_id=unk, **kwargs)
+    return host_ids, device_ids
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"temperature": 0.6}, {"greedy": True}], ids=["plain", "temperature", "greedy"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_device_loop_draws_the_host_loops_tokens(kwargs, cell):
+    """300 tokens: past the first block of 256 Gumbel draws."""
+    host_ids, device_ids = _both_loops(_gen_model(cell), 300, **kwargs)
+    assert host_ids.shape == (300, 3)
+    np.testing.assert_array_equal(device_ids, host_ids)
+
+
+def test_device_loop_stops_where_the_host_loop_stops():
+    model = _gen_model("gru", word=True)
+    eos = model.tokenizer.eos_id
+    state = {k: to_numpy(v) for k, v in model.state_dict().items()}
+    state["decoder.bias"][eos] = 3.0                    # likely, not certain: rows finish at different steps
+    model.load_state_dict(state)
+    host_ids, device_ids = _both_loops(model, 40, eos=eos)
+    assert len(host_ids) < 40 and eos in host_ids[-1]
+    np.testing.assert_array_equal(device_ids, host_ids)
+    assert _both_loops(model, 0)[1].shape == (0, 3)
+
+
+def test_device_loop_through_the_cuda_kernels(fused_on_numpy):
+    """The fused scans and the sampling kernel of the CuPy path (host build) in the device loop."""
+    ops = host.host_ops("float64")
+    before = dict(ops.launches)
+    _, device_ids = _both_loops(_gen_model("lstm"), 30)
+    assert ops.launches["sample_tokens"] - before.get("sample_tokens", 0) == 30
+    assert ops.launches["lstm_forward"] - before.get("lstm_forward", 0) > 2 * 29      # 2 layers, every token
+    reference = _gen_model("lstm")
+    _reference(reference.rnn)                             # the host loop on the portable reference scans
+    host_ids, _ = _both_loops(reference, 30)
+    np.testing.assert_array_equal(device_ids, host_ids)
+
+
+def test_generate_off_numpy_uses_the_device_loop_and_gives_numpy_text(xb64, monkeypatch):
+    from seqnet.models import language_model
+
+    model = _gen_model("lstm")
+    want = model.generate("the ", 20, seed=5, num_samples=2)
+    calls = []
+    real = language_model.sample_tokens_on_device
+    monkeypatch.setattr(language_model, "sample_tokens_on_device", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model.to(xb64.name, xb64.device)
+    assert model.generate("the ", 20, seed=5, num_samples=2) == want
+    assert len(calls) == (0 if xb64.name == "numpy" else 1)
+    assert model.generate("the ", 20, greedy=True) == _gen_model("lstm").generate("the ", 20, greedy=True)

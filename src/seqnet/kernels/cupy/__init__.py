@@ -2,6 +2,7 @@
 
 - ``cuda/``: the kernel sources (per-element math in cells.cuh, block sums in reduce.cuh,
   the time-loop kernels in scan.cu, next-token sampling in sample.cu);
+- :mod:`.sampling`: the override of the next-token choice (generation on the device);
 - :mod:`.driver`: the time loop against a small device interface (:mod:`.ops`);
 - :mod:`.device`: that interface on a GPU (cuBLAS, kernels built by CuPy from the sources);
 - :mod:`.host`: the same on the CPU (numpy GEMMs, the sources built with the system C++
@@ -11,6 +12,7 @@ Importing this package does not import CuPy; the first fused scan on a CuPy back
 """
 from .device import cupy_ops
 from .driver import scan_kernels
+from .sampling import make_next_tokens
 
 SCAN_KERNELS = scan_kernels(cupy_ops)
-KERNELS: dict = {}
+KERNELS = {"next_tokens": make_next_tokens(cupy_ops)}

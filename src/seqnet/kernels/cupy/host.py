@@ -25,6 +25,7 @@ import numpy as np
 from . import sources
 from .driver import scan_kernels
 from .ops import Ops
+from .sampling import make_next_tokens
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Werror", "-Wno-unused-function")
 
@@ -165,4 +166,4 @@ def host_ops(dtype: str) -> HostOps:
 # An override table like seqnet.kernels.cupy's, running on numpy through the host build: tests
 # point seqnet.kernels.OVERRIDE_MODULES at this module to run layers through the fused loop.
 SCAN_KERNELS = scan_kernels(host_ops)
-KERNELS: dict = {}
+KERNELS = {"next_tokens": make_next_tokens(host_ops)}
