@@ -62,7 +62,8 @@ def compile_check() -> dict:
         start = time.perf_counter()
         ptx = nvrtc.compile_all()
         return {"ok": True, "nvrtc": ".".join(map(str, nvrtc.version())), "architectures": list(nvrtc.ARCHITECTURES),
-                "kernels": sorted(sources.kernel_signatures()), "ptx_bytes": {f"{d} {a}": len(t) for (d, a), t in ptx.items()},
+                "kernels": sorted(sources.kernel_signatures()),
+                "ptx_bytes": {f"{d} {a}": len(t) for (d, a), t in ptx.items()},
                 "seconds": round(time.perf_counter() - start, 2)}
     except nvrtc.NvrtcError as err:
         return {"ok": False, "error": str(err)}
@@ -206,81 +207,93 @@ def bench_layers(repeats: int) -> dict:
     return results
 
 
-def bench_language_models(steps: int) -> dict:
+def _timed_steps(step, batches, synchronize) -> float:
+    """Seconds for the steps after the first two (warm-up), synchronised at both ends."""
+    for ids in batches[:2]:
+        step(ids)
+    synchronize()
+    start = time.perf_counter()
+    for ids in batches[2:]:
+        step(ids)
+    synchronize()
+    return time.perf_counter() - start
+
+
+def _seqnet_lm(cfg: dict, cell: str, batches) -> tuple[float, float]:
+    """(seconds, peak pool growth in bytes) of seqnet training steps on CuPy."""
     import cupy
-    import numpy as np
-    import torch
 
     import seqnet
-    from bench import CLIP, CONFIGS, LR, VOCAB
+    from bench import CLIP, LR, VOCAB
     from seqnet.models import LanguageModel
     from seqnet.training import Adam, clip_grad_norm
 
-    results = {}
     pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    base = pool.total_bytes()
+    with seqnet.backend("cupy"):
+        model = LanguageModel(VOCAB, cfg["embed"], cfg["hidden"], cfg["layers"], cell, seed=0)
+        optimizer = Adam(model.params, lr=LR)
+        xp = model.backend.xp
+
+        def step(ids):
+            model.zero_grad()
+            model.loss_and_grads(model.device_ids(ids[:-1]), model.device_ids(ids[1:]))
+            clip_grad_norm(model.param_grads, CLIP, xp=xp)
+            optimizer.step(model.params, model.param_grads)
+
+        seconds = _timed_steps(step, batches, cupy.cuda.Device().synchronize)
+    return seconds, pool.total_bytes() - base      # the pool keeps what it ever held: its peak
+
+
+def _torch_lm(cfg: dict, cell: str, batches) -> tuple[float, float, float]:
+    """(seconds, peak allocated bytes, peak reserved bytes) of the same steps with cuDNN."""
+    import torch
+
+    from bench import CLIP, LR, VOCAB
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+    modules = nn.ModuleDict({"embedding": nn.Embedding(VOCAB, cfg["embed"]),
+                             "rnn": rnn_cls(cfg["embed"], cfg["hidden"], cfg["layers"]),
+                             "decoder": nn.Linear(cfg["hidden"], VOCAB)}).cuda()
+    optimizer = torch.optim.Adam(modules.parameters(), lr=LR)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+
+    def step(ids):
+        ids = torch.from_numpy(ids).cuda()
+        optimizer.zero_grad()
+        hs, _ = modules["rnn"](modules["embedding"](ids[:-1]))
+        loss = nn.functional.cross_entropy(modules["decoder"](hs).reshape(-1, VOCAB), ids[1:].reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(modules.parameters(), CLIP)
+        optimizer.step()
+
+    seconds = _timed_steps(step, batches, torch.cuda.synchronize)
+    return seconds, torch.cuda.max_memory_allocated() - base, torch.cuda.max_memory_reserved()
+
+
+def bench_language_models(steps: int) -> dict:
+    """scripts/bench.py's S, M, L models, float32: training tokens/s and peak GPU memory."""
+    import numpy as np
+
+    from bench import CONFIGS, VOCAB
+
+    results = {}
     for name, cfg in CONFIGS.items():
         for cell in ("lstm", "gru", "rnn"):
             rng = np.random.default_rng(0)
             batches = [rng.integers(0, VOCAB, (cfg["steps"] + 1, cfg["batch"])) for _ in range(steps + 2)]
-            tokens = cfg["steps"] * cfg["batch"]
-            # seqnet on CuPy
-            pool.free_all_blocks()
-            with seqnet.backend("cupy"):
-                model = LanguageModel(VOCAB, cfg["embed"], cfg["hidden"], cfg["layers"], cell, seed=0)
-                optimizer = Adam(model.params, lr=LR)
-                xp = model.backend.xp
-                base = pool.total_bytes()
-
-                def seqnet_step(ids):
-                    model.zero_grad()
-                    model.loss_and_grads(model.device_ids(ids[:-1]), model.device_ids(ids[1:]))
-                    clip_grad_norm(model.param_grads, CLIP, xp=xp)
-                    optimizer.step(model.params, model.param_grads)
-                for ids in batches[:2]:
-                    seqnet_step(ids)
-                cupy.cuda.Device().synchronize()
-                start = time.perf_counter()
-                for ids in batches[2:]:
-                    seqnet_step(ids)
-                cupy.cuda.Device().synchronize()
-                ours = tokens * steps / (time.perf_counter() - start)
-                ours_mem = pool.total_bytes() - base
-                del model, optimizer
-            pool.free_all_blocks()
-            # PyTorch, cuDNN
-            torch.manual_seed(0)
-            nn = torch.nn
-            rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
-            modules = nn.ModuleDict({"embedding": nn.Embedding(VOCAB, cfg["embed"]),
-                                     "rnn": rnn_cls(cfg["embed"], cfg["hidden"], cfg["layers"]),
-                                     "decoder": nn.Linear(cfg["hidden"], VOCAB)}).cuda()
-            opt = torch.optim.Adam(modules.parameters(), lr=LR)
-            torch.cuda.reset_peak_memory_stats()
-            base_t = torch.cuda.memory_allocated()
-
-            def torch_step(ids):
-                ids = torch.from_numpy(ids).cuda()
-                opt.zero_grad()
-                hs, _ = modules["rnn"](modules["embedding"](ids[:-1]))
-                loss = nn.functional.cross_entropy(modules["decoder"](hs).reshape(-1, VOCAB), ids[1:].reshape(-1))
-                loss.backward()
-                nn.utils.clip_grad_norm_(modules.parameters(), CLIP)
-                opt.step()
-            for ids in batches[:2]:
-                torch_step(ids)
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            for ids in batches[2:]:
-                torch_step(ids)
-            torch.cuda.synchronize()
-            theirs = tokens * steps / (time.perf_counter() - start)
-            theirs_mem = torch.cuda.max_memory_allocated() - base_t
+            tokens = cfg["steps"] * cfg["batch"] * steps
+            ours, ours_mem = _seqnet_lm(cfg, cell, batches)
+            theirs, theirs_mem, theirs_reserved = _torch_lm(cfg, cell, batches)
             results[f"{name} {cell}"] = {
-                "tokens_per_s": {"seqnet": ours, "torch": theirs, "ratio": ours / theirs},
+                "tokens_per_s": {"seqnet": tokens / ours, "torch": tokens / theirs, "ratio": theirs / ours},
                 "peak_memory_mib": {"seqnet_pool": ours_mem / 2**20, "torch_allocated": theirs_mem / 2**20,
-                                    "torch_reserved": torch.cuda.max_memory_reserved() / 2**20}}
-            del modules, opt
-            torch.cuda.empty_cache()
+                                    "torch_reserved": theirs_reserved / 2**20}}
     return results
 
 

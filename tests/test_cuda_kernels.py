@@ -30,7 +30,7 @@ from seqnet.cells import GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 from seqnet.kernels import time_loop
 from seqnet.kernels.cupy import driver, host, nvrtc, sources
 from seqnet.kernels.cupy.counting import launches_per_step
-from seqnet.kernels.cupy.device import Operand, gemm_arguments
+from seqnet.kernels.cupy.device import CupyOps, Operand, gemm_arguments, operand
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 IN_CI = bool(os.environ.get("CI"))
@@ -70,8 +70,8 @@ def test_every_kernel_compiles_with_nvrtc(dtype, arch):
     (("s.c = s.f * c_prev + s.i * s.g;", "s.c = s.f * c_prev + s.i * s_g;"), "identifier"),        # a typo
     (("const real r = a[row], u", "real* r = a[row], u"), "real"),                              # a type error
     (("const LstmStep s = lstm_step(", "const LstmStep s = lstm_step(c_prev, "), "argument"),    # an arity error
-    (("real part = 0;\n        for (int k = tid; k < width; k += threads) part += a[k];",
-      "real part = 0, unused = 0;\n        for (int k = tid; k < width; k += threads) part += a[k];"), "unused"),  # a warning
+    (("real part = 0;\n        for (int k = tid; k < width; k += threads) part += a[k];",       # a warning
+      "real part = 0, unused = 0;\n        for (int k = tid; k < width; k += threads) part += a[k];"), "unused"),
 ])
 def test_a_broken_kernel_source_fails_to_compile(breakage, message):
     _nvrtc_or_skip()
@@ -320,8 +320,8 @@ def test_gemm_arguments_compute_the_row_major_product(a_layout, b_layout, transp
     a_op, b_op, c_op = place(0, a, a_layout), place(1000, b, b_layout), place(2000, c0, "row")
     for a_row, out_row, accumulate in [(0, 0, False), (6, 3, True), (2, 5, False)]:
         before = np.lib.stride_tricks.as_strided(memory[2000:], (total_rows, n), (8 * c_op.row_stride, 8)).copy()
-        op_x, op_y, m, nn, kk, x, ldx, y, ldy, c, ldc = gemm_arguments(c_op, out_row, a_op, a_row, b_op, rows, transpose_b)
-        _column_major_gemm(memory, op_x, op_y, m, nn, kk, x, ldx, y, ldy, c, ldc, 1.0 if accumulate else 0.0)
+        arguments = gemm_arguments(c_op, out_row, a_op, a_row, b_op, rows, transpose_b)
+        _column_major_gemm(memory, *arguments, 1.0 if accumulate else 0.0)
         after = np.lib.stride_tricks.as_strided(memory[2000:], (total_rows, n), (8 * c_op.row_stride, 8))
         want = before.copy()
         product = a[a_row:a_row + rows] @ (b.T if transpose_b else b)
@@ -479,3 +479,70 @@ def test_generate_off_numpy_uses_the_device_loop_and_gives_numpy_text(xb64, monk
     assert model.generate("the ", 20, seed=5, num_samples=2) == want
     assert len(calls) == (0 if xb64.name == "numpy" else 1)
     assert model.generate("the ", 20, greedy=True) == _gen_model("lstm").generate("the ", 20, greedy=True)
+
+
+class CublasGlueOnHost(host.HostOps):
+    """HostOps whose GEMMs go through CupyOps' own cuBLAS glue (operands, argument mapping, the
+    sgemm/dgemm call), with a column-major BLAS on raw host memory in place of cuBLAS."""
+
+    matrix = staticmethod(operand)
+    _gemm = CupyOps._gemm
+
+    def __init__(self, dtype):
+        import ctypes
+        import types
+
+        super().__init__(dtype)
+        self._ctype = ctypes.c_double if dtype == "float64" else ctypes.c_float
+        self._one, self._zero = np.ones(1, dtype), np.zeros(1, dtype)
+        self._cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(device=types.SimpleNamespace(
+            get_cublas_handle=lambda: 0)))
+        self._gemm_fn = self._blas
+        self.calls = 0
+
+    def _at(self, address, rows, cols, ld):
+        """Column-major rows x cols matrix at ``address`` with leading dimension ld, in place."""
+        size = (cols - 1) * ld + rows
+        flat = np.ctypeslib.as_array((self._ctype * size).from_address(address))
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (flat.itemsize, flat.itemsize * ld))
+
+    def _blas(self, handle, op_x, op_y, m, n, k, alpha, x, ldx, y, ldy, beta, c, ldc):
+        self.calls += 1
+        a, b = self._ctype.from_address(alpha).value, self._ctype.from_address(beta).value
+        xm = self._at(x, *((m, k) if op_x == 0 else (k, m)), ldx)
+        ym = self._at(y, *((k, n) if op_y == 0 else (n, k)), ldy)
+        cm = self._at(c, m, n, ldc)
+        cm[...] = a * ((xm if op_x == 0 else xm.T) @ (ym if op_y == 0 else ym.T)) + b * cm
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(), GRUCell(True), GRUCell(False), RNNCell("tanh"), LayerNormLSTMCell()],
+                         ids=["lstm", "gru", "gru_cho", "rnn", "lstm_ln"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cupy_gemm_glue_computes_the_products(cell, reverse):
+    """CupyOps' GEMM path, end to end through the driver, against the reference scans."""
+    _host_or_skip()
+    import array_api_compat.numpy as xp
+
+    ops = CublasGlueOnHost("float64")
+    scan = driver.FusedScan(lambda dtype: ops)
+    rng = np.random.default_rng(5)
+    steps, batch, hidden = 4, 3, 5
+    width = cell.num_gates * hidden
+    sizes = {"gates": width, "hidden": hidden}
+    p = time_loop.UnitParams(None, rng.standard_normal((hidden, width)),
+                             bias_hh=None if cell.fold_hidden_bias else rng.standard_normal(width),
+                             extra={k: rng.standard_normal(sizes[s.size]) for k, s in cell.extra_params.items()})
+    xproj = rng.standard_normal((steps, batch, width))
+    state0 = tuple(rng.standard_normal((batch, hidden)) for _ in cell.state_names)
+    d_hs = rng.standard_normal((steps, batch, hidden))
+    mask = (np.arange(steps)[:, None] < np.array([4, 2, 3])[None, :])[:, :, None]
+    masks = [mask[t] for t in range(steps)]
+    results = []
+    for run in (scan, kernels.REFERENCE_SCAN):
+        hs, final, tape = run.forward(cell, xproj, state0, p, masks, reverse, xp=xp)
+        d_state, d_xproj, d_hproj, _ = run.backward(cell, tape, d_hs, final, p, masks, xp=xp)
+        d_w_hh = cell.recurrent_grads(tape, d_hproj, None, p, xp=xp)["weight_hh"]
+        results.append([hs, *final, *d_state, d_xproj, d_w_hh])
+    assert ops.calls == ops.launches["gemm"] > 0
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * max(1.0, float(np.max(np.abs(b)))))

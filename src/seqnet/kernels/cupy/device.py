@@ -1,10 +1,12 @@
 """The device interface of :mod:`.ops` on a CUDA GPU: cuBLAS GEMMs and the fused kernels, which
 CuPy compiles from the sources (:mod:`.sources`) with NVRTC on first use and caches on disk.
 
-Per call, ``gemm`` is one raw cuBLAS ``sgemm`` / ``dgemm`` on CuPy's handle and current stream
-(no CuPy array is made) and ``launch`` one ``RawKernel`` call; neither synchronises. What the
-CPU tests cannot run: these two calls themselves. The cuBLAS argument mapping is a pure
-function, :func:`gemm_arguments`, which tests check against a column-major GEMM on the host.
+Per call, ``gemm`` is one raw cuBLAS ``sgemm`` / ``dgemm`` on CuPy's handle (CuPy's cuBLAS
+wrappers bind the current stream on every call; no CuPy array is made) and ``launch`` one
+``RawKernel`` call; neither synchronises. The cuBLAS argument mapping is a pure function,
+:func:`gemm_arguments`, and tests/test_cuda_kernels.py runs ``_gemm`` through the driver with
+a column-major BLAS on the host. What the CPU tests cannot run: cuBLAS and the RawKernel
+launch themselves.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def _storage(m: Operand) -> tuple[bool, int]:
         return True, max(m.row_stride, m.cols, 1)
     if m.row_stride == 1:
         return False, max(m.col_stride, m.rows, 1)
-    raise ValueError(f"gemm: a matrix with strides ({m.row_stride}, {m.col_stride}) has neither contiguous rows nor columns")
+    raise ValueError(f"gemm: a matrix with strides ({m.row_stride}, {m.col_stride}) has neither contiguous rows "
+                     "nor contiguous columns")
 
 
 def gemm_arguments(out: Operand, out_row: int, a: Operand, a_row: int, b: Operand, rows: int,
@@ -116,9 +119,11 @@ class CupyOps(Ops):
         return self._cupy.sum(self._cupy.reshape(x, (-1, x.shape[-1])), axis=0)
 
     # -- the two launches ------------------------------------------------------------------
+    def matrix(self, array):
+        return operand(array)
+
     def _gemm(self, out, out_row, a, a_row, b, rows, transpose_b, accumulate):
-        op_x, op_y, m, n, k, x, ldx, y, ldy, c, ldc = gemm_arguments(
-            operand(out), out_row, operand(a), a_row, operand(b), rows, transpose_b)
+        op_x, op_y, m, n, k, x, ldx, y, ldy, c, ldc = gemm_arguments(out, out_row, a, a_row, b, rows, transpose_b)
         handle = self._cupy.cuda.device.get_cublas_handle()       # bound to the current stream
         beta = self._one if accumulate else self._zero
         self._gemm_fn(handle, op_x, op_y, m, n, k, self._one.ctypes.data, x, ldx, y, ldy, beta.ctypes.data, c, ldc)

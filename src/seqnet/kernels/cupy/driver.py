@@ -120,7 +120,7 @@ class FusedScan:
         cs = ops.empty((steps if keep_tape else 2, batch, hidden))      # inference: two c buffers in turn
         gates = ops.empty((kept, batch, width))
         hh = ops.empty((batch, width))
-        hs_rows = ops.reshape(hs, (steps * batch, hidden))
+        hh_m, h0_m, hs_m, w_m = (ops.matrix(m) for m in (hh, h0, ops.reshape(hs, (steps * batch, hidden)), p.weight_hh))
         if layer_norm:
             a_hat, stats = ops.empty((kept, batch, width)), ops.empty((kept, batch, 3))
             ln = [ops.contiguous(p.extra[k]) for k in ("ln_weight_hh", "ln_bias_hh", "ln_weight_c", "ln_bias_c")]
@@ -133,7 +133,7 @@ class FusedScan:
             prev = _prev(t, steps, tape.reverse)
             tc, tc_prev = (t, prev) if keep_tape else (k % 2, -1 if k == 0 else (k - 1) % 2)
             tg = t if keep_tape else 0
-            ops.gemm(hh, 0, h0 if prev < 0 else hs_rows, max(prev, 0) * batch, p.weight_hh, batch)
+            ops.gemm(hh_m, 0, h0_m if prev < 0 else hs_m, max(prev, 0) * batch, w_m, batch)
             if layer_norm:
                 ops.launch("lstm_ln_forward", grid, block, xproj, hh, h0, c0, hs, cs, gates, a_hat, stats, *ln,
                            mask, t, prev, tc, tc_prev, tg, masked, batch, hidden)
@@ -150,28 +150,29 @@ class FusedScan:
         kept = steps if keep_tape else 1
         gates = ops.empty((kept, batch, width))
         side = ops.empty((kept, batch, hidden))            # reset_after: W_hn h + b_hn; Cho: r * h
-        hs_rows = ops.reshape(hs, (steps * batch, hidden))
+        h0_m, hs_m = ops.matrix(h0), ops.matrix(ops.reshape(hs, (steps * batch, hidden)))
         grid, block = elementwise_launch(batch * hidden)
         masked = int(mask is not None)
         if cell.reset_after:
             hh = ops.empty((batch, width))
+            hh_m, w_m = ops.matrix(hh), ops.matrix(p.weight_hh)
             bias = None if p.bias_hh is None else ops.contiguous(p.bias_hh)
         else:
-            w_rz, w_n = p.weight_hh[:, :2 * hidden], p.weight_hh[:, 2 * hidden:]
+            w_rz, w_n = ops.matrix(p.weight_hh[:, :2 * hidden]), ops.matrix(p.weight_hh[:, 2 * hidden:])
             hrz, hn = ops.empty((batch, 2 * hidden)), ops.empty((batch, hidden))
-            side_rows = ops.reshape(side, (kept * batch, hidden))
+            hrz_m, hn_m, side_m = ops.matrix(hrz), ops.matrix(hn), ops.matrix(ops.reshape(side, (kept * batch, hidden)))
         for t in _order(steps, tape.reverse):
             prev = _prev(t, steps, tape.reverse)
             tg = t if keep_tape else 0
-            h_src, h_row = (h0, 0) if prev < 0 else (hs_rows, prev * batch)
+            h_src, h_row = (h0_m, 0) if prev < 0 else (hs_m, prev * batch)
             if cell.reset_after:
-                ops.gemm(hh, 0, h_src, h_row, p.weight_hh, batch)
+                ops.gemm(hh_m, 0, h_src, h_row, w_m, batch)
                 ops.launch("gru_forward", grid, block, xproj, hh, bias, h0, hs, gates, side, mask,
                            t, prev, tg, int(bias is not None), masked, batch, hidden)
             else:
-                ops.gemm(hrz, 0, h_src, h_row, w_rz, batch)
+                ops.gemm(hrz_m, 0, h_src, h_row, w_rz, batch)
                 ops.launch("gru_cho_reset", grid, block, xproj, hrz, h0, hs, gates, side, t, prev, tg, batch, hidden)
-                ops.gemm(hn, 0, side_rows, tg * batch, w_n, batch)
+                ops.gemm(hn_m, 0, side_m, tg * batch, w_n, batch)
                 ops.launch("gru_cho_forward", grid, block, xproj, hn, h0, hs, gates, mask,
                            t, prev, tg, masked, batch, hidden)
         tape.buffers.update(gates=gates, **({"hn": side} if cell.reset_after else {"rh": side}))
@@ -180,12 +181,12 @@ class FusedScan:
     def _rnn_forward(self, ops, cell, xproj, state0, p, tape, keep_tape):
         steps, batch, hidden = xproj.shape
         (h0,), hs, mask = state0, tape.hs, tape.mask
-        hs_rows = ops.reshape(hs, (steps * batch, hidden))
+        h0_m, hs_m, w_m = ops.matrix(h0), ops.matrix(ops.reshape(hs, (steps * batch, hidden))), ops.matrix(p.weight_hh)
         grid, block = elementwise_launch(batch * hidden)
         relu, masked = int(cell.nonlinearity == "relu"), int(mask is not None)
         for t in _order(steps, tape.reverse):
             prev = _prev(t, steps, tape.reverse)
-            ops.gemm(hs_rows, t * batch, h0 if prev < 0 else hs_rows, max(prev, 0) * batch, p.weight_hh, batch)
+            ops.gemm(hs_m, t * batch, h0_m if prev < 0 else hs_m, max(prev, 0) * batch, w_m, batch)
             ops.launch("rnn_forward", grid, block, xproj, h0, hs, mask, t, prev, relu, masked, batch, hidden)
         return (hs[t, ...],)
 
@@ -212,12 +213,13 @@ class FusedScan:
         has_d_hs, masked = int(d_hs is not None), int(tape.mask is not None)
         if cell.kernel_key() == "lstm_ln":
             return self._lstm_ln_backward(ops, tape, d_hs, dh, dc, p)
-        gate_rows = ops.reshape(gates, (steps * batch, width))   # becomes d_xproj, step by step
+        dh_m, w_m = ops.matrix(dh), ops.matrix(p.weight_hh)
+        dz_m = ops.matrix(ops.reshape(gates, (steps * batch, width)))   # gates become d_xproj, step by step
         grid, block = elementwise_launch(batch * hidden)
         for t, prev in self._backward_order(tape):
             ops.launch("lstm_backward", grid, block, gates, cs, c0, d_hs, dh, dc, tape.mask,
                        t, prev, has_d_hs, masked, batch, hidden)
-            ops.gemm(dh, 0, gate_rows, t * batch, p.weight_hh, batch, transpose_b=True, accumulate=True)
+            ops.gemm(dh_m, 0, dz_m, t * batch, w_m, batch, transpose_b=True, accumulate=True)
         return gates, gates, None
 
     def _lstm_ln_backward(self, ops, tape, d_hs, dh, dc, p):
@@ -228,14 +230,14 @@ class FusedScan:
         ln_weight_hh, _, ln_weight_c, ln_bias_c = b["ln"]
         d_a = ops.empty((steps, batch, width))                  # dL/d(h_prev W_hh): d_hproj
         d_lnc, d_lnc_c_hat = ops.empty((steps, batch, hidden)), ops.empty((steps, batch, hidden))
-        d_a_rows = ops.reshape(d_a, (steps * batch, width))
+        dh_m, d_a_m, w_m = ops.matrix(dh), ops.matrix(ops.reshape(d_a, (steps * batch, width))), ops.matrix(p.weight_hh)
         has_d_hs, masked = int(d_hs is not None), int(tape.mask is not None)
         grid, block = min(batch, MAX_GRID), row_block(width)
         for t, prev in self._backward_order(tape):
             ops.launch("lstm_ln_backward", grid, block, gates, a_hat, b["stats"], b["cs"], b["c0"], d_hs, dh, dc,
                        d_a, d_lnc, d_lnc_c_hat, ln_weight_hh, ln_weight_c, ln_bias_c, tape.mask,
                        t, prev, has_d_hs, masked, batch, hidden)
-            ops.gemm(dh, 0, d_a_rows, t * batch, p.weight_hh, batch, transpose_b=True, accumulate=True)
+            ops.gemm(dh_m, 0, d_a_m, t * batch, w_m, batch, transpose_b=True, accumulate=True)
         # The cell's own parameters: sums over every step and row, once (a_hat now holds dz * a_hat).
         d_extra = {"ln_weight_hh": ops.sum_rows(a_hat), "ln_bias_hh": ops.sum_rows(gates),
                    "ln_weight_c": ops.sum_rows(d_lnc_c_hat), "ln_bias_c": ops.sum_rows(d_lnc)}
@@ -250,37 +252,40 @@ class FusedScan:
         grid, block = elementwise_launch(batch * hidden)
         if cell.reset_after:
             hn, dhp = tape.buffers["hn"], ops.empty((batch, width))
+            dh_m, dhp_m, w_m = ops.matrix(dh), ops.matrix(dhp), ops.matrix(p.weight_hh)
             for t, prev in self._backward_order(tape):
                 ops.launch("gru_backward", grid, block, gates, hn, tape.hs, tape.h0, d_hs, dh, dhp, tape.mask,
                            t, prev, has_d_hs, masked, batch, hidden)
-                ops.gemm(dh, 0, dhp, 0, p.weight_hh, batch, transpose_b=True, accumulate=True)
+                ops.gemm(dh_m, 0, dhp_m, 0, w_m, batch, transpose_b=True, accumulate=True)
             # gates now hold d_xproj, hn holds dn * r: d_hproj is d_xproj but for its n block.
             return gates, (gates[..., :2 * hidden], hn), None
         d_xproj = ops.empty((steps, batch, width))             # Cho: the tape's gates stay for W_hn's gradient
         rows = ops.reshape(d_xproj, (steps * batch, width))
-        d_rz_rows, d_n_rows = rows[:, :2 * hidden], rows[:, 2 * hidden:]
-        w_rz, w_n = p.weight_hh[:, :2 * hidden], p.weight_hh[:, 2 * hidden:]
+        d_rz_m, d_n_m = ops.matrix(rows[:, :2 * hidden]), ops.matrix(rows[:, 2 * hidden:])
+        w_rz, w_n = ops.matrix(p.weight_hh[:, :2 * hidden]), ops.matrix(p.weight_hh[:, 2 * hidden:])
         d_rh = ops.empty((batch, hidden))
+        d_rh_m, dh_m = ops.matrix(d_rh), ops.matrix(dh)
         for t, prev in self._backward_order(tape):
             ops.launch("gru_cho_backward", grid, block, gates, tape.hs, tape.h0, d_hs, dh, d_xproj, tape.mask,
                        t, prev, has_d_hs, masked, batch, hidden)
-            ops.gemm(d_rh, 0, d_n_rows, t * batch, w_n, batch, transpose_b=True)
+            ops.gemm(d_rh_m, 0, d_n_m, t * batch, w_n, batch, transpose_b=True)
             ops.launch("gru_cho_backward_reset", grid, block, gates, tape.hs, tape.h0, d_rh, dh, d_xproj,
                        t, prev, batch, hidden)
-            ops.gemm(dh, 0, d_rz_rows, t * batch, w_rz, batch, transpose_b=True, accumulate=True)
+            ops.gemm(dh_m, 0, d_rz_m, t * batch, w_rz, batch, transpose_b=True, accumulate=True)
         return d_xproj, d_xproj, None
 
     def _rnn_backward(self, ops, cell, tape, d_hs, d_state, p):
         steps, batch, hidden = tape.hs.shape
         (dh,) = d_state
         d_xproj = ops.empty((steps, batch, hidden))
-        rows = ops.reshape(d_xproj, (steps * batch, hidden))
+        dh_m, w_m = ops.matrix(dh), ops.matrix(p.weight_hh)
+        da_m = ops.matrix(ops.reshape(d_xproj, (steps * batch, hidden)))
         grid, block = elementwise_launch(batch * hidden)
         relu, has_d_hs, masked = int(cell.nonlinearity == "relu"), int(d_hs is not None), int(tape.mask is not None)
         for t, _ in self._backward_order(tape):
             ops.launch("rnn_backward", grid, block, tape.hs, d_hs, dh, d_xproj, tape.mask,
                        t, relu, has_d_hs, masked, batch, hidden)
-            ops.gemm(dh, 0, rows, t * batch, p.weight_hh, batch, transpose_b=True, accumulate=True)
+            ops.gemm(dh_m, 0, da_m, t * batch, w_m, batch, transpose_b=True, accumulate=True)
         return d_xproj, d_xproj, None
 
 

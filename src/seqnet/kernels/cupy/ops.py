@@ -22,12 +22,17 @@ class Ops:
         self.signatures = sources.kernel_signatures()
         self.launches: Counter = Counter()        # by kernel name, and "gemm"
 
+    def matrix(self, array):
+        """A 2-D array as a GEMM operand, made once before the loop (CuPy: its address, shape
+        and strides, so a step computes no descriptor)."""
+        return array
+
     def gemm(self, out, out_row: int, a, a_row: int, b, rows: int, *, transpose_b: bool = False,
              accumulate: bool = False) -> None:
         """out[out_row:out_row + rows] (+)= a[a_row:a_row + rows] @ (b^T if transpose_b else b).
 
-        ``out`` and ``a`` are 2-D (rows of them are batch rows of one step); ``out`` has
-        contiguous rows, ``a`` and ``b`` may be column slices of wider matrices."""
+        Operands come from :meth:`matrix` of 2-D arrays (rows of ``out`` and ``a`` are batch
+        rows of one step); ``out`` has contiguous rows, ``a`` and ``b`` may be column slices."""
         self.launches["gemm"] += 1
         self._gemm(out, out_row, a, a_row, b, rows, transpose_b, accumulate)
 
