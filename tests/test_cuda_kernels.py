@@ -30,7 +30,7 @@ from seqnet.cells import GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 from seqnet.kernels import time_loop
 from seqnet.kernels.cupy import driver, host, nvrtc, sources
 from seqnet.kernels.cupy.counting import launches_per_step
-from seqnet.kernels.cupy.device import CupyOps, Operand, gemm_arguments, operand
+from seqnet.kernels.cupy.device import CupyOps, Operand, gemm_arguments, kernel_arguments, operand
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 IN_CI = bool(os.environ.get("CI"))
@@ -59,7 +59,7 @@ def _host_or_skip():
 def test_every_kernel_compiles_with_nvrtc(dtype, arch):
     _nvrtc_or_skip()
     ptx, log = nvrtc.compile_ptx(sources.translation_unit(dtype), "seqnet.cu",
-                                 nvrtc.OPTIONS + (f"--gpu-architecture={arch}",))
+                                 nvrtc.OPTIONS + nvrtc.CUPY_ADDS + (f"--gpu-architecture={arch}",))
     assert f".target sm_{arch.split('_')[1]}" in ptx
     for name in sources.kernel_signatures():
         assert f".entry {name}(" in ptx, name          # extern "C": callable by name from CuPy
@@ -79,7 +79,8 @@ def test_a_broken_kernel_source_fails_to_compile(breakage, message):
     old, new = breakage
     assert old in unit
     with pytest.raises(nvrtc.NvrtcError, match=message):
-        nvrtc.compile_ptx(unit.replace(old, new, 1), "broken.cu", nvrtc.OPTIONS + ("--gpu-architecture=compute_90",))
+        nvrtc.compile_ptx(unit.replace(old, new, 1), "broken.cu",
+                          nvrtc.OPTIONS + nvrtc.CUPY_ADDS + ("--gpu-architecture=compute_90",))
 
 
 def test_signatures_are_read_from_the_sources():
@@ -546,3 +547,14 @@ def test_cupy_gemm_glue_computes_the_products(cell, reverse):
     assert ops.calls == ops.launches["gemm"] > 0
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * max(1.0, float(np.max(np.abs(b)))))
+
+
+def test_cupy_kernel_arguments_have_the_declared_types():
+    params = sources.kernel_signatures()["sample_tokens"]
+    logits, tokens = np.zeros((2, 3), np.float32), np.zeros(2, np.int64)
+    args = kernel_arguments(params, (logits, None, None, tokens, 0.5, 1, 0, 0, -1, 0, 2, 3), np.float32)
+    assert args[0] is logits and args[3] is tokens
+    assert args[1] == 0 and type(args[1]) is np.uint64 and type(args[2]) is np.uint64     # null pointers, 8 bytes
+    assert type(args[4]) is np.float64 and args[4] == 0.5                                 # double temperature
+    assert all(type(a) is np.int32 for a in args[5:])
+    assert len(args) == len(params)

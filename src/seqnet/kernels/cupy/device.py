@@ -68,6 +68,22 @@ def gemm_arguments(out: Operand, out_row: int, a: Operand, a_row: int, b: Operan
     return (op_x, op_y, n, rows, k, b.ptr, ldb, a.row(a_row), lda, out.row(out_row), ldc)
 
 
+def kernel_arguments(params, args, real) -> tuple:
+    """RawKernel arguments for ``args`` in the types the kernel declares: ints as int32 (CuPy
+    would pass a Python int as 8 bytes), the unit's float type, float64 for ``double``, arrays
+    as they are (CuPy passes their data pointers), and None as a null pointer (8 zero bytes:
+    older CuPy releases have no null of their own)."""
+    converted = []
+    for param, value in zip(params, args):
+        if param.kind == "pointer":
+            converted.append(np.uint64(0) if value is None else value)
+        elif param.kind == "int":
+            converted.append(np.int32(value))
+        else:
+            converted.append((real if param.kind == "real" else np.float64)(value))
+    return tuple(converted)
+
+
 def operand(array) -> Operand:
     """The Operand of a 2-D CuPy (or numpy) array."""
     itemsize = array.itemsize
@@ -91,7 +107,6 @@ class CupyOps(Ops):
         self._gemm_fn = cublas.sgemm if dtype == "float32" else cublas.dgemm
         # Host pointer mode (cuBLAS' default, and what CuPy restores after its own calls).
         self._one, self._zero = np.ones(1, self._np_dtype), np.zeros(1, self._np_dtype)
-        self._scalar = {"int": np.int32, "real": self._np_dtype.type, "double": np.float64}
 
     # -- memory ------------------------------------------------------------------------
     def empty(self, shape, dtype=None):
@@ -129,13 +144,7 @@ class CupyOps(Ops):
         self._gemm_fn(handle, op_x, op_y, m, n, k, self._one.ctypes.data, x, ldx, y, ldy, beta.ctypes.data, c, ldc)
 
     def _launch(self, name, grid, block, args):
-        converted = []
-        for param, value in zip(self.signatures[name], args):
-            if param.kind == "pointer":
-                converted.append(np.uint64(0) if value is None else value)     # None: a null pointer
-            else:
-                converted.append(self._scalar[param.kind](value))
-        self._functions[name]((grid,), (block,), tuple(converted))
+        self._functions[name]((grid,), (block,), kernel_arguments(self.signatures[name], args, self._np_dtype.type))
 
 
 @lru_cache(maxsize=None)

@@ -17,7 +17,9 @@ from functools import lru_cache
 from . import sources
 
 ARCHITECTURES = ("compute_80", "compute_90")       # A100 and H100/H200; PTX runs on later GPUs too
-OPTIONS = ("--std=c++14",)
+OPTIONS = ("--std=c++14",)              # what seqnet passes to CuPy's RawModule
+# ...and what CuPy's NVRTC path adds to them (cupy/cuda/compiler.py), so CI compiles as a GPU does.
+CUPY_ADDS = ("-ftz=true", "--device-as-default-execution-space")
 
 
 class NvrtcError(RuntimeError):
@@ -92,7 +94,7 @@ def compile_all() -> dict[tuple[str, str], str]:
     for dtype in sources.REAL_TYPES:
         for arch in ARCHITECTURES:
             ptx, _ = compile_ptx(sources.translation_unit(dtype), f"seqnet_kernels_{dtype}.cu",
-                                 OPTIONS + (f"--gpu-architecture={arch}",))
+                                 OPTIONS + CUPY_ADDS + (f"--gpu-architecture={arch}",))
             missing = [n for n in names if f".entry {n}(" not in ptx]
             if missing:
                 raise NvrtcError(f"{dtype} {arch}: PTX lacks the entry points {missing}")
