@@ -20,6 +20,15 @@ import seqnet
 from seqnet.backend import to_numpy
 
 
+# SEQNET_NUMPY_KERNELS=cuda-host: the numpy backend runs the CuPy path's fused CUDA kernels built
+# for the CPU (seqnet/kernels/cupy/host.py) instead of its own overrides, so the finite-difference
+# and PyTorch-agreement tests check those kernels too (tests of numpy's own overrides then fail).
+if os.environ.get("SEQNET_NUMPY_KERNELS") == "cuda-host":
+    from seqnet import kernels
+
+    kernels.OVERRIDE_MODULES["numpy"] = "seqnet.kernels.cupy.host"
+
+
 def _cupy_usable() -> bool:
     if importlib.util.find_spec("cupy") is None:
         return False

@@ -66,7 +66,7 @@ def build(unit: str) -> ctypes.CDLL:
     out = Path(tempfile.gettempdir()) / "seqnet-host-kernels" / f"{digest}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        src = out.with_suffix(".cpp")
+        src = out.with_suffix(f".{os.getpid()}.cpp")           # per process: concurrent builds never share a file
         src.write_text(text)
         partial = out.with_suffix(f".{os.getpid()}.tmp")
         done = subprocess.run([cxx, *CXX_FLAGS, "-x", "c++", str(src), "-o", str(partial)],
@@ -74,6 +74,7 @@ def build(unit: str) -> ctypes.CDLL:
         if done.returncode != 0:
             raise HostBuildError(f"{cxx} failed on the kernels:\n{done.stderr}")
         os.replace(partial, out)                 # atomic: a concurrent build never loads half a file
+        src.unlink()
     return ctypes.CDLL(str(out))
 
 
