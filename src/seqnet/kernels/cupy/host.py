@@ -7,7 +7,8 @@ its signature. :class:`HostOps` runs the CuPy path's driver (:mod:`.driver`) on 
 with numpy GEMMs and these kernels, so tests check the kernels' math, the driver's buffer and
 step logic and the launch counts on any machine with a C++ compiler. What this cannot check:
 cuBLAS itself, CuPy's launch mechanics, data races between threads of a block outside
-barriers (fibers run in turn), and GPU rounding (FMA contraction, fast intrinsics).
+barriers (threads run in turn here), and GPU rounding (FMA contraction; CuPy compiles with
+-ftz=true, which flushes float32 denormals to zero).
 """
 from __future__ import annotations
 
