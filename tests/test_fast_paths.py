@@ -41,6 +41,17 @@ def run(layer, x, hx, d_out, d_hn, lengths=None):
 def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
     if dtype == "float64" and xb.device is not None and "no_float64" in str(xb.device):
         pytest.skip("float64 on the no_float64 device")
+    scaled = kwargs.get("layer_norm", False)
+    if scaled:
+        # LN over 3 units is ill-conditioned: rounding errors scale with each array's largest entry,
+        # and the float32 reference is itself ~1e-4 of it from float64 (tests/test_cuda_kernels.py
+        # holds CuPy's fused LN kernels to the reference's own accuracy).
+        tol = {"float64": 1e-11, "float32": 1e-3}[dtype]
+
+    def close(a, b, name=""):
+        a, b = to_numpy(a), to_numpy(b)
+        atol = tol * max(1.0, float(np.max(np.abs(b)))) if scaled else tol
+        np.testing.assert_allclose(a, b, rtol=0 if scaled else tol, atol=atol, err_msg=name)
     layer = cls(4, 3, num_layers=2, bidirectional=True, dtype=dtype, seed=7, **kwargs)
     reference = without_overrides(cls(4, 3, num_layers=2, bidirectional=True, dtype=dtype, seed=7, **kwargs))
     rng = np.random.default_rng(1)
@@ -60,10 +71,9 @@ def test_override_matches_reference(xb, cls, kwargs, dtype, tol, lengths):
         np.testing.assert_array_equal(to_numpy(value), weights_before[name], err_msg=name)
     for a, b in zip(got, want):
         assert xb.owns(a)
-        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=tol, atol=tol)
+        close(a, b)
     for name in want_grads:
-        np.testing.assert_allclose(to_numpy(got_grads[name]), to_numpy(want_grads[name]), rtol=tol, atol=tol,
-                                   err_msg=name)
+        close(got_grads[name], want_grads[name], name)
 
 
 @pytest.mark.parametrize("cls,kwargs", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -93,6 +103,8 @@ def test_override_matches_reference_at_batch_1_with_zero_states(xb64, cls, kwarg
 
 
 def test_numpy_registers_its_overrides_and_others_use_the_reference(xb):
+    if xb.name == "cupy":
+        pytest.skip("CuPy runs fused kernels for every cell and with masks: tests/test_cuda_kernels.py")
     scan = kernels.scan_kernels(xb, LSTMCell(), masked=False)
     if xb.name == "numpy":
         assert scan is numpy_kernels.SCAN_KERNELS["lstm"]

@@ -2,7 +2,9 @@
 
 A model offers :class:`TokenSteps`: ``start(prefix)`` runs a (T, N) block of host token ids
 and returns the next-token logits (N, V) on the host with the model's state; ``step(ids,
-state)`` feeds one token per row. The loop below knows nothing else about the model.
+state)`` feeds one token per row. The loops below know nothing else about the model.
+:class:`DeviceTokenSteps` is the same with scores and ids left on the model's device, for
+:func:`sample_tokens_on_device`: no host round trip per token.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import kernels
+from ..backend import to_numpy
 from ..errors import ConfigError
 from .sampling import check_sampling, gumbel_blocks, sample_next
 
@@ -20,6 +24,20 @@ class TokenSteps(Protocol):
 
     def step(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         """ids (N,) host ids -> (logits (N, V) host float, new state)."""
+
+
+class DeviceTokenSteps(Protocol):
+    """TokenSteps whose scores and ids stay on ``backend``'s device. Scores exclude ``bias``
+    ((V,) or None), which the sampling kernel adds."""
+
+    backend: Any
+    bias: Any
+
+    def start(self, prefix: np.ndarray) -> tuple[Any, Any]:
+        """prefix (T, N) host ids -> (scores (N, V) on the device, state after the prefix)."""
+
+    def step(self, ids: Any, state: Any) -> tuple[Any, Any]:
+        """ids (N,) int64 on the device -> (scores (N, V) on the device, new state)."""
 
 
 def check_count(name: str, value, *, low: int) -> int:
@@ -66,3 +84,41 @@ def sample_tokens(steps: TokenSteps, prefix: np.ndarray, length: int, *, rng: np
         if k + 1 < length:
             logits, state = steps.step(token, state)                      # feed it back
     return sampled
+
+
+def sample_tokens_on_device(steps: DeviceTokenSteps, prefix: np.ndarray, length: int, *, rng: np.random.Generator,
+                            temperature: float = 1.0, greedy: bool = False, eos_id: int | None = None,
+                            banned_id: int | None = None) -> np.ndarray:
+    """:func:`sample_tokens` without top-k / top-p, on the model's device: (L, N) host ids.
+
+    The same tokens as sample_tokens for the same ``rng``: the Gumbel noise is drawn on the
+    host in the same blocks and copied to the device once per block; the choice is the
+    ``next_tokens`` kernel (:mod:`seqnet.kernels.sampling`, fused on CuPy), and its ids feed
+    the next step where they are. The host sees the ids once per block of tokens; with
+    ``eos_id`` it checks for finished rows then, and cuts the result where sample_tokens stops.
+    """
+    check_sampling(temperature, None, None)
+    length = check_count("length", length, low=0)
+    backend = steps.backend
+    choose = kernels.kernel(backend, "next_tokens")
+    scores, state = steps.start(prefix)
+    count, vocab = scores.shape
+    block = min(length, 256)
+    done: list[np.ndarray] = []
+    finished = np.zeros(count, dtype=bool)
+    for start in range(0, length, block or 1):
+        noise = None if greedy else backend.asarray(rng.gumbel(size=(block, count, vocab)), "float64")
+        ids = []
+        for k in range(min(block, length - start)):
+            token = choose(scores, None if noise is None else noise[k, ...], bias=steps.bias,
+                           temperature=temperature, banned_id=banned_id, xp=backend.xp)
+            ids.append(token)
+            if start + k + 1 < length:
+                scores, state = steps.step(token, state)                       # fed back on the device
+        done.append(to_numpy(backend.xp.stack(ids)))                          # one transfer per block
+        if eos_id is not None:
+            for k, row in enumerate(done[-1]):
+                finished |= row == eos_id
+                if finished.all():
+                    return np.concatenate(done)[:start + k + 1].astype(np.int64)
+    return np.concatenate(done).astype(np.int64) if done else np.empty((0, count), dtype=np.int64)

@@ -2,9 +2,10 @@
 
 This package sits below :mod:`seqnet.layers` and imports only :mod:`seqnet.backend` and
 :mod:`seqnet.errors`; it never imports layers, models or training. A reference is a plain
-function written against ``xp`` (:mod:`.time_loop`, :mod:`.embedding`, :mod:`.optimizers`);
+function written against ``xp`` (:mod:`.time_loop`, :mod:`.embedding`, :mod:`.optimizers`,
+:mod:`.sampling`);
 an override is a function with the same arguments and results for one backend
-(:mod:`.numpy`), tested against its reference in tests/test_fast_paths.py.
+(:mod:`.numpy`; :mod:`.cupy`, fused CUDA kernels), tested against its reference in tests/test_fast_paths.py.
 
 Which implementation runs is decided here, and only here:
 
@@ -22,7 +23,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from . import embedding, optimizers, time_loop
+from . import embedding, optimizers, sampling, time_loop
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,11 @@ REFERENCES: dict[str, Callable] = {
     "rmsprop_update": optimizers.rmsprop_update,
     "adam_update": optimizers.adam_update,
     "adamw_update": optimizers.adamw_update,
+    "next_tokens": sampling.next_tokens,
 }
 
 # Backends with overrides, and the module holding them (imported when first asked for).
-OVERRIDE_MODULES = {"numpy": "seqnet.kernels.numpy"}
+OVERRIDE_MODULES = {"numpy": "seqnet.kernels.numpy", "cupy": "seqnet.kernels.cupy"}
 
 
 def _overrides(backend):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
-from ..decoding import check_sampling, sample_tokens
+from ..decoding import check_sampling, sample_tokens, sample_tokens_on_device
 from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
@@ -205,9 +205,17 @@ class LanguageModel(Layer):
         if prime_ids.shape[0] == 0:                    # no context: start as after a line end
             prime_ids = self._line_start(tokenizer, rng)
         eos = tokenizer.eos_id if stop_at_eos else None
-        sampled = sample_tokens(self.token_steps(num_samples, length), np.repeat(prime_ids[:, None], num_samples, axis=1),
-                                length, rng=rng, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-                                eos_id=eos, banned_id=tokenizer.unk_id)
+        prefix = np.repeat(prime_ids[:, None], num_samples, axis=1)
+        if self.backend.name != "numpy" and top_k is None and top_p is None:
+            # Scores and ids stay on the device: no host round trip per token (numpy's host
+            # loop below is the same computation without the copies).
+            sampled = sample_tokens_on_device(self.device_token_steps(num_samples, length), prefix, length, rng=rng,
+                                              temperature=temperature, greedy=greedy, eos_id=eos,
+                                              banned_id=tokenizer.unk_id)
+        else:
+            sampled = sample_tokens(self.token_steps(num_samples, length), prefix, length, rng=rng,
+                                    temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, eos_id=eos,
+                                    banned_id=tokenizer.unk_id)
         return [self._decode_until_eos(np.concatenate([prime_ids, sampled[:, n]]), len(prime_ids), eos)
                 for n in range(num_samples)]
 
@@ -227,6 +235,10 @@ class LanguageModel(Layer):
         """The :class:`seqnet.decoding.TokenSteps` of this model for ``batch`` rows and about
         ``budget`` tokens each (it decides whether an input table pays for itself)."""
         return LanguageModelSteps(self, batch, budget)
+
+    def device_token_steps(self, batch: int, budget: int) -> "LanguageModelDeviceSteps":
+        """The :class:`seqnet.decoding.DeviceTokenSteps` of this model (scores and ids on its device)."""
+        return LanguageModelDeviceSteps(self, batch, budget)
 
     def _decode_until_eos(self, row: np.ndarray, start: int, eos: int | None) -> str:
         """Decode a sample, cut after the first <EOS> generated past the prime."""
@@ -265,3 +277,24 @@ class LanguageModelSteps:
         h, states = self._rnn_step(x if self._embed is None else xp.take(self._embed, x, axis=0), states)
         logits = xp.matmul(h, self._decoder_weight)
         return to_numpy(logits if self._decoder_bias is None else logits + self._decoder_bias), states
+
+
+class LanguageModelDeviceSteps(LanguageModelSteps):
+    """One token at a time, ids in and scores out on the model's device; scores exclude the
+    decoder bias (``bias``), which the sampling kernel adds."""
+
+    def __init__(self, model: LanguageModel, batch: int, budget: int):
+        super().__init__(model, batch, budget)
+        self.backend = model.backend
+        self.bias = self._decoder_bias
+
+    def start(self, prefix: np.ndarray):
+        model = self.model
+        _, h_n = model(model.device_ids(prefix))
+        states = model.rnn.step_states(h_n, prefix.shape[1])
+        return self.backend.xp.matmul(states[-1][0], self._decoder_weight), states     # the top layer's h
+
+    def step(self, ids, states):
+        xp = self.backend.xp
+        h, states = self._rnn_step(ids if self._embed is None else xp.take(self._embed, ids, axis=0), states)
+        return xp.matmul(h, self._decoder_weight), states
