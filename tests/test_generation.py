@@ -105,11 +105,15 @@ def test_greedy_is_deterministic_without_seed():
     assert model.generate("the c", 10, greedy=True) == model.generate("the c", 10, greedy=True, seed=99)
 
 
-def test_every_backend_generates_the_numpy_text(xb):
-    reference = _char_model(seed=3).generate("sat ", 12, seed=5, num_samples=2, top_k=5)
+@pytest.mark.parametrize("controls", [dict(top_k=5), dict(), dict(temperature=0.7), dict(greedy=True)],
+                         ids=["top_k", "plain", "temperature", "greedy"])
+def test_every_backend_generates_the_numpy_text(xb, controls):
+    """Plain, temperature and greedy sampling run on the device off numpy (host noise, same stream):
+    the same text as numpy's host loop; top-k runs the host loop everywhere."""
+    reference = _char_model(seed=3).generate("sat ", 12, seed=5, num_samples=2, **controls)
     model = _char_model(seed=3).to(xb)
     assert xb.owns(model.params["embedding.weight"])
-    assert model.generate("sat ", 12, seed=5, num_samples=2, top_k=5) == reference
+    assert model.generate("sat ", 12, seed=5, num_samples=2, **controls) == reference
 
 
 def test_unknown_prime_characters_map_to_unk():

@@ -43,6 +43,17 @@ class Backend:
     def dtype_name(self, dtype: Any) -> str:
         return _dtype_to_name(dtype)
 
+    @property
+    def supports_float64(self) -> bool:
+        """Whether this backend's device holds float64 arrays (array_api_strict's "no_float64" does not)."""
+        info = getattr(self.xp, "__array_namespace_info__", None)
+        if info is None:
+            return True
+        try:
+            return "float64" in info().dtypes(device=self.device)
+        except Exception:  # noqa: BLE001 - a namespace without device-aware dtype info
+            return True
+
     # -- arrays ---------------------------------------------------------------------
     def asarray(self, values: Any, dtype: Any = None):
         """Copy host data (numpy array, list, scalar) onto this backend and device."""

@@ -101,13 +101,14 @@ def sample_tokens_on_device(steps: DeviceTokenSteps, prefix: np.ndarray, length:
     length = check_count("length", length, low=0)
     backend = steps.backend
     choose = kernels.kernel(backend, "next_tokens")
+    noise_dtype = "float64" if backend.supports_float64 else "float32"     # float32: a near tie may differ
     scores, state = steps.start(prefix)
     count, vocab = scores.shape
     block = min(length, 256)
     done: list[np.ndarray] = []
     finished = np.zeros(count, dtype=bool)
     for start in range(0, length, block or 1):
-        noise = None if greedy else backend.asarray(rng.gumbel(size=(block, count, vocab)), "float64")
+        noise = None if greedy else backend.asarray(rng.gumbel(size=(block, count, vocab)), noise_dtype)
         ids = []
         for k in range(min(block, length - start)):
             token = choose(scores, None if noise is None else noise[k, ...], bias=steps.bias,
