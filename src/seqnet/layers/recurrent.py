@@ -165,10 +165,6 @@ class Recurrent(Layer):
         return UnitParams(value["weight_ih" + sfx], value["weight_hh" + sfx], b_ih, b_hh,
                           {stem: value[stem + sfx] for stem in self.cell.extra_params}, input_bias)
 
-    def projection_bias(self, layer: int = 0):
-        """The bias added to layer ``layer``'s input projection (None without biases)."""
-        return self._unit_params(layer, 0).input_bias
-
     # -- input checking ---------------------------------------------------------------
     def _check_input(self, x, input_table=None):
         """x (T, B, I), or token ids (T, B) with ``input_table``; batch-first inputs are swapped to time-major."""

@@ -22,7 +22,7 @@ crash at any moment leaves ``latest.json`` naming a complete, checksummed checkp
 
 Nothing here unpickles: arrays come from safetensors or from ``np.load(allow_pickle=False)``,
 the rest from JSON, so loading a checkpoint cannot run code. Host side only: callers convert
-backend arrays to numpy before saving. One writer per run directory is assumed.
+backend arrays to numpy before saving. The run directory has one writer (see run_dir.py).
 """
 
 from __future__ import annotations
