@@ -30,10 +30,12 @@ DOCSTART = "-DOCSTART-"
 
 @dataclass(frozen=True)
 class TextExample:
-    """One text with its label(s); ``where`` is "file:line" (or the file for directory data)."""
+    """One text with its label(s); ``where`` is "file:line". ``multi_label``: read from a
+    "labels" list (any number of labels) rather than one "label"."""
     text: str
     labels: tuple[str, ...]
     where: str
+    multi_label: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,17 +110,22 @@ def _text_field(record: dict, key: str, where: str) -> str:
 # --- classification ---------------------------------------------------------------------------
 
 
-def read_classification(path) -> list[TextExample]:
-    """Texts and labels from a JSON lines file, a TSV file or a directory of class folders."""
+def read_classification(path, *, require_labels: bool = True) -> list[TextExample]:
+    """Texts and labels from a JSON lines file, a TSV file or a directory of class folders.
+
+    ``require_labels=False`` (texts to classify): JSON lines need only "text", and a file that
+    is not JSON lines holds one text per line."""
     path = _existing(path, "a JSON lines or TSV file, or a directory with one sub-directory per class")
     if path.is_dir():
         examples = _read_class_folders(path)
     elif path.suffix.lower() in JSON_SUFFIXES or (path.suffix.lower() != ".tsv" and _first_char(path) == "{"):
-        examples = _read_classification_json(path)
-    else:
+        examples = _read_classification_json(path, require_labels)
+    elif require_labels:
         examples = _read_tsv(path)
+    else:
+        examples = [TextExample(line, (), f"{path}:{n}") for n, line in _lines(path) if line.strip()]
     if not examples:
-        raise DataFileError(f"{path}: no examples; expected at least one labelled text")
+        raise DataFileError(f"{path}: no examples; expected at least one {'labelled ' if require_labels else ''}text")
     return examples
 
 
@@ -129,11 +136,14 @@ def _first_char(path: Path) -> str:
     return ""
 
 
-def _read_classification_json(path: Path) -> list[TextExample]:
+def _read_classification_json(path: Path, require_labels: bool = True) -> list[TextExample]:
     examples, kind = [], None
     for number, record in _json_records(path, ("text",)):
         where = f"{path}:{number}"
         has = [k for k in ("label", "labels") if k in record]
+        if not require_labels:
+            examples.append(TextExample(_text_field(record, "text", where), (), where))
+            continue
         if len(has) != 1:
             raise DataFileError(f"{where}: expected exactly one of 'label' (one class) or 'labels' (a list, "
                                 f"multi-label), received {has or 'neither'}")
@@ -153,7 +163,7 @@ def _read_classification_json(path: Path) -> list[TextExample]:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise DataFileError(f"{where}: expected 'labels' to be a list of non-empty strings, received {value!r}")
             labels = tuple(sorted(set(value)))
-        examples.append(TextExample(text, labels, where))
+        examples.append(TextExample(text, labels, where, has[0] == "labels"))
     return examples
 
 
@@ -198,8 +208,11 @@ def _read_class_folders(root: Path) -> list[TextExample]:
 # --- tagging ----------------------------------------------------------------------------------
 
 
-def read_conll(path) -> list[TaggedSentence]:
-    """Sentences of a CoNLL file (token first, tag last column); see the module docstring."""
+def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
+    """Sentences of a CoNLL file (token first, tag last column); see the module docstring.
+
+    ``require_tags=False`` (sentences to tag) also takes files of one column, the tokens; their
+    sentences have no tags."""
     path = _existing(path, "a CoNLL file (token and tag columns, blank lines between sentences)")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a CoNLL file")
@@ -220,7 +233,7 @@ def read_conll(path) -> list[TaggedSentence]:
             close()
             continue
         where = f"{path}:{number}"
-        if len(cells) < 2:
+        if len(cells) < (2 if require_tags else 1):
             raise DataFileError(f"{where}: expected at least 2 columns (token ... tag), received 1: {line[:60]!r}")
         if columns is None:
             columns = (len(cells), number)
@@ -230,7 +243,8 @@ def read_conll(path) -> list[TaggedSentence]:
         if cells[0] == "" or cells[-1].strip() == "":
             raise DataFileError(f"{where}: empty {'token' if cells[0] == '' else 'tag'} column")
         tokens.append(cells[0])
-        tags.append(cells[-1].strip())
+        if len(cells) > 1:
+            tags.append(cells[-1].strip())
         lines.append(number)
     close()
     if not sentences:
@@ -242,18 +256,20 @@ def read_conll(path) -> list[TaggedSentence]:
 # --- conditional generation -------------------------------------------------------------------
 
 
-def read_generation(path) -> list[ConditionedText]:
-    """(condition, text) pairs of a JSON lines file."""
+def read_generation(path, *, require_text: bool = True) -> list[ConditionedText]:
+    """(condition, text) pairs of a JSON lines file; ``require_text=False`` (conditions to
+    generate from) makes "text" optional ("" when absent)."""
     path = _existing(path, 'a JSON lines file of {"condition": ..., "text": ...}')
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a JSON lines file")
     examples = []
-    for number, record in _json_records(path, ("condition", "text")):
+    for number, record in _json_records(path, ("condition", "text") if require_text else ("condition",)):
         where = f"{path}:{number}"
         condition = record["condition"]
         if not isinstance(condition, (str, int)) or isinstance(condition, bool) or str(condition) == "":
             raise DataFileError(f"{where}: expected 'condition' to be a non-empty string, received {condition!r}")
-        examples.append(ConditionedText(str(condition), _text_field(record, "text", where), where))
+        text = _text_field(record, "text", where) if require_text or "text" in record else ""
+        examples.append(ConditionedText(str(condition), text, where))
     if not examples:
         raise DataFileError(f"{path}: no examples; expected one JSON object per line")
     return examples
