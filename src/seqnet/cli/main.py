@@ -1,4 +1,4 @@
-"""``seqnet train | sample | eval`` — see ``seqnet <command> --help``."""
+"""``seqnet train | sample | eval | predict`` — see ``seqnet <command> --help``."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from ..backend import BACKEND_NAMES
 from ..errors import SeqnetError
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
+from . import labeled
 from .options import add_settings, device_value, given_settings, settings_from
 
 DEFAULT_TASK = "lm"
@@ -46,6 +47,7 @@ def _sample_parser(sub) -> None:
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--num", type=int, default=1, help="samples, generated together in one batch (default: 1)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--condition", default=None, help="generate runs: the condition to generate for")
     _backend_arguments(p)
     _threads_argument(p)
 
@@ -53,7 +55,8 @@ def _sample_parser(sub) -> None:
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="bits per token and perplexity of a trained model on a corpus")
     p.add_argument("run_dir")
-    p.add_argument("--corpus", required=True)
+    p.add_argument("--corpus", default=None, help="language models: the text to score")
+    labeled.add_eval_arguments(p)
     p.add_argument("--batch", type=int, default=16, help="parallel streams (default: 16)")
     p.add_argument("--seq-len", type=int, default=128, help="(default: 128)")
     _backend_arguments(p)
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _sample_parser(sub)
     _eval_parser(sub)
+    labeled.add_predict_parser(sub, _backend_arguments, _threads_argument)
     return parser
 
 
@@ -128,6 +132,9 @@ def cmd_train(args) -> int:
     summary = trainer.run()
     if args.json:
         return 0
+    if trainer.task.kind in labeled.LABELED_TASKS:              # classify / tag / generate: cli/labeled.py
+        print(labeled.train_summary(trainer.task, summary))
+        return 0
     val = summary.get("val_bits_per_token")
     print(f"\ntrained {summary['steps']} steps: train loss {summary['train_loss'] / math.log(2):.3f} bits/token, "
           f"validation {'n/a' if val is None else f'{val:.3f}'} bits/token, {summary['tokens_per_s']:,.0f} tokens/s")
@@ -147,18 +154,28 @@ def default_run_dir(base: str = "runs/default") -> Path:
     return candidate
 
 
-def _load_language_model(args):
+def _load_language_model(args, task=None):
     from ..tasks import LanguageModelTask
     from ..training.runs import load_task
 
-    task = load_task(args.run_dir, args.backend, args.device)
+    task = load_task(args.run_dir, args.backend, args.device) if task is None else task
     if not isinstance(task, LanguageModelTask):
         raise SeqnetError(f"{args.run_dir}: holds a {task.kind} model; seqnet {args.command} needs a language model")
     return task
 
 
+def _load_run(args):
+    from ..training.runs import load_task
+
+    return load_task(args.run_dir, args.backend, args.device)
+
+
 def cmd_sample(args) -> int:
-    model = _load_language_model(args).model
+    task = _load_run(args)
+    labeled.check_condition_flag(task, args)
+    if task.kind == "generate":                                 # conditional generators: cli/labeled.py
+        return labeled.cmd_sample(task, args)
+    model = _load_language_model(args, task).model
     texts = model.generate(args.prime, args.length, temperature=args.temperature, top_k=args.top_k,
                            top_p=args.top_p, greedy=args.greedy, seed=args.seed, num_samples=args.num)
     for k, text in enumerate(texts):
@@ -169,7 +186,11 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    result = _load_language_model(args).evaluate_corpus(args.corpus, args.batch, args.seq_len)
+    task = _load_run(args)
+    if task.kind in labeled.LABELED_TASKS:                      # classify / tag / generate: cli/labeled.py
+        return labeled.cmd_eval(task, args)
+    labeled.check_lm_eval_flags(args)
+    result = _load_language_model(args, task).evaluate_corpus(args.corpus, args.batch, args.seq_len)
     streams = result.pop("streams")
     if args.json:
         print(json.dumps(result))
@@ -181,7 +202,7 @@ def cmd_eval(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
+    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict}[args.command]
     try:
         from ..backend.threads import set_num_threads
 
