@@ -100,7 +100,7 @@ class SequencePooling(Layer):
 
     def _attention(self, hs, mask):
         xp = self.backend.xp
-        steps, batch = hs.shape[0], hs.shape[1]
+        batch = hs.shape[1]
         z, proj_back = self.proj.forward(hs)
         u = xp.tanh(z)                                                               # (T, B, A)
         e, score_back = self.score.forward(u)                                        # (T, B, 1)

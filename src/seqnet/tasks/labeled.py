@@ -102,10 +102,10 @@ class SequenceTask(Task):
         return self.device_ids(ids), lengths
 
     def train_batches(self, count: int) -> list:
-        indices = self.batcher.next_batch()
         if count > self.config.batch:
             raise ConfigError(f"--accumulate: expected at most --batch {self.config.batch} micro-batches, "
                               f"received {count}")
+        indices = self.batcher.next_batch()
         return [part for part in np.array_split(indices, min(count, len(indices)))]
 
     def loss_and_grads(self, batch, grad_scale: float):
