@@ -22,9 +22,9 @@ def _train_parser(sub) -> None:
                        description="Train a model. Every flag has a default; with --resume the run's own settings "
                                    "apply and only --steps may change.")
     p.add_argument("--task", choices=tuple(TASKS), default=DEFAULT_TASK, help=f"what to learn (default: {DEFAULT_TASK})")
-    seen: set[str] = set()
+    seen: dict = {}
     for task in TASKS.values():
-        add_settings(p.add_argument_group(f"--task {task.kind}"), task.Config, seen)
+        add_settings(p.add_argument_group(f"--task {task.kind}"), task.Config, seen, label=task.kind)
     add_settings(p.add_argument_group("training"), TrainerConfig, seen)
     run = p.add_argument_group("run directory and output")
     run.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
