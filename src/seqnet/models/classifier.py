@@ -46,9 +46,8 @@ class SequenceClassifier(Layer):
                                                      dtype=dtype, seed=int(seeds[1].generate_state(1)[0])))
         self.head = self.add("head", Linear(size, self.num_classes, dtype=dtype, seed=seeds[2]))
         self.dropout = self.encoder.dropout
-        self.class_weights = None
-        if class_weights is not None:
-            self.class_weights = self.backend.asarray(self._check_weights(class_weights), self.dtype_name)
+        # Kept on the host and copied per loss call, so the model stays movable with .to().
+        self.class_weights = None if class_weights is None else self._check_weights(class_weights)
 
     def _check_weights(self, weights) -> np.ndarray:
         if self.multi_label:
@@ -107,7 +106,8 @@ class SequenceClassifier(Layer):
         xp = self.backend.xp
         if self.multi_label:
             return sigmoid_binary_cross_entropy(logits, targets, xp=xp)
-        return softmax_cross_entropy(logits, targets, xp=xp, class_weights=self.class_weights)
+        weights = None if self.class_weights is None else self.backend.asarray(self.class_weights, self.dtype_name)
+        return softmax_cross_entropy(logits, targets, xp=xp, class_weights=weights)
 
     def loss_and_grads(self, x, targets, lengths=None, *, grad_scale: float = 1.0):
         """Forward, loss, backward; gradients are *added* (times ``grad_scale``). Returns the loss (0-d)."""
