@@ -153,3 +153,13 @@ def test_data_problems_are_reported(tmp_path, capsys):
     assert "valid.conll:2: I-NUM follows O; scored as the start of a NUM entity" in err
     assert "valid.conll:4: tag 'B-LOC' never seen in training" in err
     assert summary["val_entity_f1"] is not None
+
+
+def test_a_resumed_run_refuses_changed_data(tmp_path):
+    data = write_classify(tmp_path / "train.jsonl")
+    train("classify", tmp_path / "run", 2, data=str(data), hidden=4, embed=4)
+    resume_run(tmp_path / "run", progress=False, log=lambda text: None)            # same data: fine
+    write_classify(data, seed=5)
+    with pytest.raises(DataFileError, match=r"train.jsonl: changed since this run started"):
+        resume_run(tmp_path / "run", progress=False, log=lambda text: None)
+    assert load_task(tmp_path / "run").predict_file is not None                     # inference needs no data

@@ -37,7 +37,10 @@ def train_summary(task, summary: dict) -> str:
     scores = {k: v for k, v in summary.items() if k.startswith("val_") and v is not None}
     shown = ", ".join(f"{k[4:].replace('_', ' ')} {v:.4f}" for k, v in scores.items()) or "no validation data"
     run_dir = summary["run_dir"]
-    lines = [f"\ntrained {summary['steps']} steps: train loss {summary['train_loss']:.4f} nats; validation: {shown}",
+    train_key = "train_loss" if "train_loss" in summary else next((k for k in summary if k.startswith("train_")), None)
+    train = "" if train_key is None else (f"train loss {summary[train_key]:.4f} nats" if train_key == "train_loss"
+                                          else f"{train_key.replace('_', ' ')} {summary[train_key]:.4f}")
+    lines = [f"\ntrained {summary['steps']} steps: {train}; validation: {shown}",
              f"run directory: {run_dir}  (score a file: seqnet eval {run_dir} --data FILE; "
              f"predict: seqnet predict {run_dir} --data FILE)"]
     if task.kind == "generate":

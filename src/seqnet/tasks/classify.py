@@ -26,7 +26,7 @@ from ..errors import DataFileError
 from ..layers import POOLINGS
 from ..metrics import classification_report, majority_baseline, multilabel_report, save_confusion_matrix
 from ..models import SequenceClassifier
-from .labeled import SequenceDataConfig, SequenceTask, eval_batches, held_out
+from .labeled import SequenceDataConfig, SequenceTask, check_same_data, data_fingerprint, eval_batches, held_out
 
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -66,6 +66,7 @@ class ClassifyTask(SequenceTask):
 
     kind = "classify"
     Config = ClassifyConfig
+    loss_unit = "bits per text"
 
     def __init__(self, config: ClassifyConfig, setup: dict, model: SequenceClassifier, train=None, valid=None,
                  run_dir: Path | None = None, seed: int = 0):
@@ -100,6 +101,7 @@ class ClassifyTask(SequenceTask):
         counts = Counter(labels.id(e.labels[0]) for e in train) if not multi_label else Counter()
         setup = {"tokenizer": tokenizer.to_json(), "labels": labels.to_json(), "multi_label": multi_label,
                  "label_counts": [counts[c] for c in range(len(labels))]}
+        setup["data_fingerprint"] = data_fingerprint(config)
         setup["class_weights"] = (balanced_weights([labels.id(e.labels[0]) for e in train], len(labels))
                                   if config.class_weights == "balanced" and not multi_label else None)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
@@ -108,6 +110,7 @@ class ClassifyTask(SequenceTask):
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
         if run_dir is None:
             return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
+        check_same_data(config, setup)
         examples = read_classification(config.data)
         train, valid = held_out(examples, config.val_fraction, seed) if config.valid is None else \
             (examples, read_classification(config.valid))

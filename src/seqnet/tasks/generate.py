@@ -23,7 +23,7 @@ from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
 from ..errors import ConfigError, DataFileError
 from ..models import ConditionalGenerator
-from .labeled import SequenceDataConfig, SequenceTask, held_out
+from .labeled import SequenceDataConfig, SequenceTask, check_same_data, data_fingerprint, held_out
 
 
 @dataclass
@@ -75,6 +75,7 @@ class GenerateTask(SequenceTask):
         tokenizer = make_tokenizer("byte") if config.tokenizer == "byte" else \
             make_tokenizer(config.tokenizer, texts, max_words=config.max_words)
         setup = {"tokenizer": tokenizer.to_json(), "conditions": conditions.to_json()}
+        setup["data_fingerprint"] = data_fingerprint(config)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod
@@ -87,6 +88,7 @@ class GenerateTask(SequenceTask):
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
         if run_dir is None:
             return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
+        check_same_data(config, setup)
         train, valid = cls._split(config, read_generation(config.data), seed)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 

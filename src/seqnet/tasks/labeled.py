@@ -11,6 +11,7 @@ run continues with exactly the batches and masks it would have had.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from ..backend import to_numpy
 from ..config import FRACTION, POSITIVE_INT, PROBABILITY, Settings, option
 from ..data.buckets import BucketBatcher, pad_batch
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFileError
 from ..layers import RECURRENT_LAYERS
 from ..random_state import rng_from_json, rng_to_json
 from .base import Task
@@ -62,6 +63,34 @@ def warn(messages: list[str], what: str = "") -> None:
         print(f"warning: ... and {len(messages) - MAX_WARNINGS} more {what}".rstrip(), file=sys.stderr)
 
 
+def data_fingerprint(config: SequenceDataConfig) -> dict:
+    """sha256 of the --data and --valid files (of every file below a directory, with its name)."""
+    def digest(spec):
+        if spec is None:
+            return None
+        root = Path(spec)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        h = hashlib.sha256()
+        for path in files:
+            h.update(str(path.relative_to(root) if root.is_dir() else path.name).encode() + b"\0")
+            h.update(path.read_bytes())
+        return h.hexdigest()
+    return {"data": digest(config.data), "valid": digest(config.valid)}
+
+
+def check_same_data(config: SequenceDataConfig, setup: dict) -> None:
+    """A resumed run must read the data it started with (the encoded examples and the held-out
+    split are made from it again): refuse files whose content changed since."""
+    recorded = setup.get("data_fingerprint")
+    if recorded is None:
+        return
+    now = data_fingerprint(config)
+    for key in ("data", "valid"):
+        if recorded.get(key) != now[key]:
+            raise DataFileError(f"{getattr(config, key)}: changed since this run started (its sha256 differs from the "
+                                f"one recorded then); a resumed run needs the --{key} it started with, or start a new run")
+
+
 def held_out(examples: list, fraction: float, seed: int) -> tuple[list, list]:
     """(training, validation) examples: a seeded random ``fraction`` is held out (at least one
     example when fraction > 0 and there are two or more)."""
@@ -88,6 +117,13 @@ class SequenceTask(Task):
 
     train: list
     run_dir: Path | None = None
+    loss_unit = "bits per token"
+
+    def check_trainer_config(self, config) -> None:
+        """Refuse trainer settings this task cannot honour (called by the trainer before it starts)."""
+        if config.accumulate > self.config.batch:
+            raise ConfigError(f"--accumulate: expected at most --batch {self.config.batch} micro-batches, "
+                              f"received {config.accumulate}")
 
     def _start_batches(self, seed: int) -> None:
         lengths = [len(e) for e in self.train]
