@@ -26,6 +26,11 @@ def test_classification_formats(tmp_path):
     assert [e.labels for e in read_classification(multi)] == [("a", "b"), ()]
     tsv = _write(tmp_path / "a.tsv", "pos\tgood\tfilm\nneg\tbad\n")
     assert [(e.labels, e.text) for e in read_classification(tsv)] == [(("pos",), "good\tfilm"), (("neg",), "bad")]
+    assert [(e.labels, e.text) for e in read_classification(tsv, require_labels=False)] == [((), "good\tfilm"), ((), "bad")]
+    plain = _write(tmp_path / "texts.txt", "first text\n\nsecond\n")
+    assert [e.text for e in read_classification(plain, require_labels=False)] == ["first text", "second"]
+    unlabelled = _write(tmp_path / "u.jsonl", '{"text": "x"}\n')
+    assert read_classification(unlabelled, require_labels=False)[0].labels == ()
     sniffed = _write(tmp_path / "data.txt", '{"text": "t", "label": "l"}\n')
     assert read_classification(sniffed)[0].labels == ("l",)
     folders = tmp_path / "classes"

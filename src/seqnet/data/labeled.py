@@ -113,15 +113,17 @@ def _text_field(record: dict, key: str, where: str) -> str:
 def read_classification(path, *, require_labels: bool = True) -> list[TextExample]:
     """Texts and labels from a JSON lines file, a TSV file or a directory of class folders.
 
-    ``require_labels=False`` (texts to classify): JSON lines need only "text", and a file that
-    is not JSON lines holds one text per line."""
+    ``require_labels=False`` (texts to classify): JSON lines need only "text", a .tsv file's
+    labels are dropped, and any other file holds one text per line."""
     path = _existing(path, "a JSON lines or TSV file, or a directory with one sub-directory per class")
     if path.is_dir():
         examples = _read_class_folders(path)
     elif path.suffix.lower() in JSON_SUFFIXES or (path.suffix.lower() != ".tsv" and _first_char(path) == "{"):
         examples = _read_classification_json(path, require_labels)
-    elif require_labels:
+    elif require_labels or path.suffix.lower() == ".tsv":
         examples = _read_tsv(path)
+        if not require_labels:
+            examples = [TextExample(e.text, (), e.where) for e in examples]
     else:
         examples = [TextExample(line, (), f"{path}:{n}") for n, line in _lines(path) if line.strip()]
     if not examples:
