@@ -240,7 +240,7 @@ def test_every_figure_is_bits_per_token(finished):
 
 def test_help_shows_defaults_and_version():
     help_text = seqnet("train", "--help").stdout
-    for fragment in ("--hidden HIDDEN", "(default: 256)", "(default: 0.003)", "(default: lstm)", "--new-phase"):
+    for fragment in ("--hidden HIDDEN", "(default: 256", "(default: 0.003)", "(default: lstm", "--new-phase"):
         assert fragment in help_text, fragment
     assert seqnet("--version").stdout.strip().startswith("seqnet ")
 

@@ -34,6 +34,10 @@ class CorpusError(SeqnetError, ValueError):
     """A corpus is missing, empty, undecodable, or too small for the requested batches."""
 
 
+class DataFileError(CorpusError):
+    """A labelled data file is malformed; the message starts with ``file:line:``."""
+
+
 class CheckpointError(SeqnetError, ValueError):
     """A checkpoint is missing, truncated, corrupt, or written by something else."""
 

@@ -1,4 +1,4 @@
-"""``seqnet train | sample | eval`` — see ``seqnet <command> --help``.
+"""``seqnet train | sample | eval | predict`` — see ``seqnet <command> --help``.
 
 Every mistake a user can make ends in one line on stderr, ``seqnet <command>: error: ...``,
 and exit code 2; warnings are ``seqnet <command>: warning: ...``. A run stopped by SIGINT or
@@ -20,6 +20,7 @@ from ..errors import SeqnetError, SeqnetWarning
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
 from ..training.output import silence, write_line
+from . import labeled
 from .options import add_settings, device_value, given_settings, settings_from
 
 DEFAULT_TASK = "lm"
@@ -33,9 +34,9 @@ def _train_parser(sub) -> None:
                                    "learning-rate schedule from the current step.")
     p.add_argument("--task", choices=tuple(TASKS), default=argparse.SUPPRESS,
                    help=f"what to learn (default: {DEFAULT_TASK})")
-    seen: set[str] = set()
+    seen: dict = {}
     for task in TASKS.values():
-        add_settings(p.add_argument_group(f"--task {task.kind}"), task.Config, seen)
+        add_settings(p.add_argument_group(f"--task {task.kind}"), task.Config, seen, label=task.kind)
     add_settings(p.add_argument_group("training"), TrainerConfig, seen)
     run = p.add_argument_group("run directory and output")
     run.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
@@ -61,6 +62,7 @@ def _sample_parser(sub) -> None:
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--num", type=int, default=1, help="samples, generated together in one batch (default: 1)")
     p.add_argument("--seed", type=int, default=None, help="(default: fresh randomness each time)")
+    p.add_argument("--condition", default=None, help="generate runs: the condition to generate for")
     _backend_arguments(p)
     _threads_argument(p)
 
@@ -68,7 +70,8 @@ def _sample_parser(sub) -> None:
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="bits per token and perplexity of a trained model on a corpus")
     p.add_argument("run_dir")
-    p.add_argument("--corpus", required=True)
+    p.add_argument("--corpus", default=None, help="language models: the text to score")
+    labeled.add_eval_arguments(p)
     p.add_argument("--batch", type=int, default=16, help="parallel streams (default: 16)")
     p.add_argument("--seq-len", type=int, default=128, help="(default: 128)")
     _backend_arguments(p)
@@ -94,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _sample_parser(sub)
     _eval_parser(sub)
+    labeled.add_predict_parser(sub, _backend_arguments, _threads_argument)
     return parser
 
 
@@ -199,6 +203,9 @@ def cmd_train(args) -> int:
 
 
 def _print_summary(trainer, summary: dict) -> None:
+    if trainer.task.kind in labeled.LABELED_TASKS:              # classify / tag / generate: cli/labeled.py
+        write_line(sys.stdout, labeled.train_summary(trainer.task, summary))
+        return
     val = summary.get("val_bits_per_token")
     train = summary.get("train_bits_per_token")
     lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
@@ -211,18 +218,28 @@ def _print_summary(trainer, summary: dict) -> None:
         write_line(sys.stdout, line)
 
 
-def _load_language_model(args):
+def _load_language_model(args, task=None):
     from ..tasks import LanguageModelTask
     from ..training.runs import load_task
 
-    task = load_task(args.run_dir, args.backend, args.device)
+    task = load_task(args.run_dir, args.backend, args.device) if task is None else task
     if not isinstance(task, LanguageModelTask):
         raise SeqnetError(f"{args.run_dir}: holds a {task.kind} model; seqnet {args.command} needs a language model")
     return task
 
 
+def _load_run(args):
+    from ..training.runs import load_task
+
+    return load_task(args.run_dir, args.backend, args.device)
+
+
 def cmd_sample(args) -> int:
-    model = _load_language_model(args).model
+    task = _load_run(args)
+    labeled.check_condition_flag(task, args)
+    if task.kind == "generate":                                 # conditional generators: cli/labeled.py
+        return labeled.cmd_sample(task, args)
+    model = _load_language_model(args, task).model
     texts = model.generate(args.prime, args.length, temperature=args.temperature, top_k=args.top_k,
                            top_p=args.top_p, greedy=args.greedy, seed=args.seed, num_samples=args.num)
     for k, text in enumerate(texts):
@@ -234,7 +251,11 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    result = _load_language_model(args).evaluate_corpus(args.corpus, args.batch, args.seq_len)
+    task = _load_run(args)
+    if task.kind in labeled.LABELED_TASKS:                      # classify / tag / generate: cli/labeled.py
+        return labeled.cmd_eval(task, args)
+    labeled.check_lm_eval_flags(args)
+    result = _load_language_model(args, task).evaluate_corpus(args.corpus, args.batch, args.seq_len)
     streams = result.pop("streams")
     if args.json:
         write_line(sys.stdout, json.dumps(result))
@@ -269,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         name = args.command
-        command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
+        command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict}[name]
         _show_warnings(args.command)
         from ..backend.threads import set_num_threads
 

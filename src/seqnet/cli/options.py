@@ -22,17 +22,24 @@ def device_value(text: str):
     return int(text) if text.isdigit() else text
 
 
-def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], seen: set[str]) -> None:
-    """Add a flag for every command-line field of ``cls`` not in ``seen`` (then add it there)."""
+def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], seen: dict, label: str = "") -> None:
+    """Add a flag for every command-line field of ``cls`` not in ``seen`` (name -> its argparse
+    action; the new flags are added there). A field already added by another settings class
+    with another default gets this class's default named in its help (``label``: "--task tag")."""
     for f in fields(cls):
-        if not f.metadata.get("cli", True) or f.name in seen:
+        if not f.metadata.get("cli", True):
             continue
-        seen.add(f.name)
         default = f.default if f.default is not MISSING else None
+        if f.name in seen:
+            action, first_default = seen[f.name]
+            if default != first_default and label and action.help is not None and not isinstance(default, bool):
+                action.help = action.help[:-1] + f"; {label}: {default})" if action.help.endswith(")") else \
+                    action.help + f" ({label}: {default})"
+            continue
         text = f.metadata.get("help", "")
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS)
         if isinstance(default, bool):
-            parser.add_argument(flag_of(f), action="store_true", help=text, **kwargs)
+            seen[f.name] = (parser.add_argument(flag_of(f), action="store_true", help=text, **kwargs), default)
             continue
         kind = f.metadata.get("kind")
         kwargs["type"] = (int if kind in _INT_KINDS else float if kind in _FLOAT_KINDS
@@ -41,7 +48,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], seen: set
         if choices is not None:
             kwargs["choices"] = choices
         shown = "" if default is None else f" (default: {default})"
-        parser.add_argument(flag_of(f), help=(text + shown).replace("%", "%%"), **kwargs)
+        seen[f.name] = (parser.add_argument(flag_of(f), help=(text + shown).replace("%", "%%"), **kwargs), default)
 
 
 def given_settings(args: argparse.Namespace, cls: type[Settings]) -> dict:

@@ -1,9 +1,12 @@
-"""Host-side data layer of the language model: tokenizers, corpus files, BPTT batches.
+"""Host-side data layer: tokenizers, corpus files, BPTT batches, labelled data files, length buckets.
 
 Pure Python + numpy; nothing here touches a backend array.
 """
 
 from seqnet.data.batching import StreamBatcher, iter_eval_batches
+from seqnet.data.buckets import BucketBatcher, pad_batch
+from seqnet.data.labeled import read_classification, read_conll, read_generation
+from seqnet.data.vocabulary import LabelSet, Vocabulary
 from seqnet.data.corpus import (
     TokenStream,
     encode_corpus,
@@ -24,6 +27,13 @@ from seqnet.data.tokenizers import (
 )
 
 __all__ = [
+    "BucketBatcher",
+    "LabelSet",
+    "Vocabulary",
+    "pad_batch",
+    "read_classification",
+    "read_conll",
+    "read_generation",
     "ByteTokenizer",
     "CharTokenizer",
     "StreamBatcher",

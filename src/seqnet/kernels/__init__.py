@@ -3,9 +3,9 @@
 This package sits below :mod:`seqnet.layers` and imports only :mod:`seqnet.backend` and
 :mod:`seqnet.errors`; it never imports layers, models or training. A reference is a plain
 function written against ``xp`` (:mod:`.time_loop`, :mod:`.embedding`, :mod:`.optimizers`,
-:mod:`.sampling`);
-an override is a function with the same arguments and results for one backend
-(:mod:`.numpy`; :mod:`.cupy`, fused CUDA kernels), tested against its reference in tests/test_fast_paths.py.
+:mod:`.sampling`, :mod:`.crf`); an override is a function with the same arguments and results
+for one backend (:mod:`.numpy`; :mod:`.cupy`, fused CUDA kernels), tested against its
+reference in tests/test_fast_paths.py.
 
 Which implementation runs is decided here, and only here:
 
@@ -23,7 +23,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from . import embedding, optimizers, sampling, time_loop
+from . import crf, embedding, optimizers, sampling, time_loop
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ REFERENCE_SCAN = ScanKernels(time_loop.scan_forward, time_loop.scan_backward, ma
 
 REFERENCES: dict[str, Callable] = {
     "embedding_backward": embedding.embedding_backward,
+    "crf_forward": crf.crf_forward,
+    "crf_marginals": crf.crf_marginals,
+    "crf_viterbi": crf.crf_viterbi,
     "sgd_update": optimizers.sgd_update,
     "adagrad_update": optimizers.adagrad_update,
     "rmsprop_update": optimizers.rmsprop_update,

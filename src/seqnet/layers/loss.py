@@ -1,10 +1,10 @@
-"""Softmax cross-entropy over the last axis, averaged over valid (unmasked) tokens."""
+"""Losses over logits: softmax cross-entropy (optionally class-weighted) and sigmoid binary cross-entropy."""
 from __future__ import annotations
 
 from ..errors import ConfigError, ShapeError
 
 
-def softmax_cross_entropy(logits, targets, mask=None, *, xp):
+def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None):
     """Mean negative log-likelihood of ``targets`` under softmax(``logits``).
 
     logits: (..., V) float; targets: (...) integer ids; mask: None or (...) bool, False at
@@ -12,6 +12,9 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp):
     0-d array on the logits' device; backprop() -> dlogits (..., V)). Stable: log-softmax is
     computed as z - logsumexp(z) with z = logits - max(logits). Targets outside [0, V) are an
     error (checked with one boolean read back from the device).
+
+    ``class_weights`` (V,) weighs each position by the weight of its target class, as
+    torch.nn.CrossEntropyLoss(weight=w) does: loss = sum_i w[y_i] nll_i / sum_i w[y_i].
     """
     if tuple(targets.shape) != tuple(logits.shape[:-1]):
         raise ShapeError(f"targets: expected shape {tuple(logits.shape[:-1])} (logits without the vocabulary axis), "
@@ -23,29 +26,56 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp):
     if bool(xp.any((targets < 0) | (targets >= vocab))):
         raise ConfigError(f"targets: expected class ids in [0, {vocab}) (the size of the logits' last axis), "
                           f"received values in [{int(xp.min(targets))}, {int(xp.max(targets))}]")
+    if class_weights is not None and tuple(class_weights.shape) != (vocab,):
+        raise ShapeError(f"class_weights: expected shape ({vocab},) (one weight per class), "
+                         f"received {tuple(class_weights.shape)}")
     z = logits - xp.max(logits, axis=-1, keepdims=True)
     exp_z = xp.exp(z)
     sum_exp = xp.sum(exp_z, axis=-1, keepdims=True)
     target_z = xp.take_along_axis(z, targets[..., None], axis=-1)
     nll = (xp.log(sum_exp) - target_z)[..., 0]                   # (...)
-    if mask is None:
+    weight = None if mask is None else xp.astype(mask, logits.dtype)
+    if class_weights is not None:
+        per_target = xp.reshape(xp.take(class_weights, xp.reshape(targets, (-1,)), axis=0), tuple(targets.shape))
+        weight = per_target if weight is None else weight * per_target
+    if weight is None:
         count = 1
         for n in nll.shape:
             count *= n
         loss = xp.sum(nll) / count
-        weight = None
     else:
-        weight = xp.astype(mask, logits.dtype)
-        count = xp.maximum(xp.sum(weight), 1.0)
+        count = xp.sum(weight) if class_weights is not None else xp.maximum(xp.sum(weight), 1.0)
         loss = xp.sum(nll * weight) / count
 
     def backprop(d_loss=1.0):
-        """dL/dlogits = (softmax - one_hot(targets)) * d_loss / count, zero where masked."""
+        """dL/dlogits = (softmax - one_hot(targets)) * weight * d_loss / count, zero where masked."""
         classes = xp.arange(vocab, dtype=xp.int64, device=logits.device)
         one_hot = xp.astype(targets[..., None] == classes, logits.dtype)
         grad = (exp_z / sum_exp - one_hot) * (d_loss / count)
         if weight is not None:
             grad = grad * weight[..., None]
         return grad
+
+    return loss, backprop
+
+
+def sigmoid_binary_cross_entropy(logits, targets, *, xp):
+    """Mean binary cross-entropy of independent labels, as torch.nn.BCEWithLogitsLoss:
+
+        loss = mean(max(z, 0) - z y + log(1 + exp(-|z|)))     (stable for any z)
+
+    logits, targets: (...) float, targets in [0, 1]. Returns (loss (0-d); backprop(d_loss=1.0) ->
+    dlogits = (sigmoid(z) - y) * d_loss / N), with sigmoid(z) = (tanh(z / 2) + 1) / 2.
+    """
+    if tuple(targets.shape) != tuple(logits.shape):
+        raise ShapeError(f"targets: expected the shape of the logits {tuple(logits.shape)}, "
+                         f"received {tuple(targets.shape)}")
+    count = 1
+    for n in logits.shape:
+        count *= n
+    loss = xp.sum(xp.maximum(logits, 0.0) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))) / count
+
+    def backprop(d_loss=1.0):
+        return (0.5 * (xp.tanh(0.5 * logits) + 1.0) - targets) * (d_loss / count)
 
     return loss, backprop

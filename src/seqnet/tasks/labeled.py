@@ -1,0 +1,173 @@
+"""What the classify, tag and generate tasks share: data files in, length-bucketed batches out.
+
+Each task reads its training file (``--data``) and a validation file (``--valid``, or a
+held-out ``--val-fraction`` of the training examples drawn with the seed), fits what must
+be fitted (vocabulary, label set) on the training examples only, and encodes every example
+once into host arrays. Training batches are index sets drawn by a
+:class:`seqnet.data.BucketBatcher` (sequences of similar length together, batch order
+shuffled, reproducible from the seed); with k micro-batches a batch is split into k index
+groups. A checkpoint holds the batcher's position and the dropout generator, so a resumed
+run continues with exactly the batches and masks it would have had.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..config import FRACTION, POSITIVE_INT, PROBABILITY, Settings, option
+from ..data.buckets import BucketBatcher, pad_batch
+from ..errors import ConfigError, DataFileError
+from ..layers import RECURRENT_LAYERS
+from ..random_state import rng_from_json, rng_to_json
+from .base import Task
+
+MAX_WARNINGS = 5
+
+
+@dataclass
+class SequenceDataConfig(Settings):
+    """Settings every labelled-data task has (its own class adds the rest)."""
+
+    TASK: ClassVar[str] = ""
+    data: str | None = option(None, "training data file (classify, tag, generate)")
+    valid: str | None = option(None, "validation data file (default: hold out --val-fraction of --data)")
+    val_fraction: float = option(0.1, "share of --data held out for validation when no --valid is given",
+                                 kind=FRACTION)
+    cell: str = option("lstm", "recurrent cell", choices=lambda: tuple(RECURRENT_LAYERS))
+    embed: int = option(64, "embedding size", kind=POSITIVE_INT)
+    hidden: int = option(128, "hidden units per layer (and direction)", kind=POSITIVE_INT)
+    layers: int = option(1, "stacked recurrent layers", kind=POSITIVE_INT)
+    dropout: float = option(0.0, "dropout probability", kind=PROBABILITY)
+    batch: int = option(32, "sequences per step", kind=POSITIVE_INT)
+    bucket_batches: int = option(50, "batches per length bucket (sorted within a bucket, buckets shuffled)",
+                                 kind=POSITIVE_INT)
+
+    def validate(self):
+        super().validate()
+        if self.data is None:
+            raise ConfigError(f"--data: --task {self.TASK} needs a training data file")
+        return self
+
+
+def warn(messages: list[str], what: str = "") -> None:
+    """Print data warnings to stderr: the first few, then how many more there were."""
+    for message in messages[:MAX_WARNINGS]:
+        print(f"warning: {message}", file=sys.stderr)
+    if len(messages) > MAX_WARNINGS:
+        print(f"warning: ... and {len(messages) - MAX_WARNINGS} more {what}".rstrip(), file=sys.stderr)
+
+
+def data_fingerprint(config: SequenceDataConfig) -> dict:
+    """sha256 of the --data and --valid files (of every file below a directory, with its name)."""
+    def digest(spec):
+        if spec is None:
+            return None
+        root = Path(spec)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        h = hashlib.sha256()
+        for path in files:
+            h.update(str(path.relative_to(root) if root.is_dir() else path.name).encode() + b"\0")
+            h.update(path.read_bytes())
+        return h.hexdigest()
+    return {"data": digest(config.data), "valid": digest(config.valid)}
+
+
+def check_same_data(config: SequenceDataConfig, setup: dict) -> None:
+    """A resumed run must read the data it started with (the encoded examples and the held-out
+    split are made from it again): refuse files whose content changed since."""
+    recorded = setup.get("data_fingerprint")
+    if recorded is None:
+        return
+    now = data_fingerprint(config)
+    for key in ("data", "valid"):
+        if recorded.get(key) != now[key]:
+            raise DataFileError(f"{getattr(config, key)}: changed since this run started (its sha256 differs from the "
+                                f"one recorded then); a resumed run needs the --{key} it started with, or start a new run")
+
+
+def held_out(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(training, validation) examples: a seeded random ``fraction`` is held out (at least one
+    example when fraction > 0 and there are two or more)."""
+    if fraction == 0 or len(examples) < 2:
+        return examples, []
+    order = np.random.default_rng([seed, 7]).permutation(len(examples))
+    count = min(len(examples) - 1, max(1, round(fraction * len(examples))))
+    valid = set(order[:count].tolist())
+    return [e for k, e in enumerate(examples) if k not in valid], [e for k, e in enumerate(examples) if k in valid]
+
+
+def eval_batches(lengths: list[int], batch: int) -> list[np.ndarray]:
+    """Index batches over all examples, sorted by length so padding stays small (deterministic)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[k:k + batch] for k in range(0, len(order), batch)]
+
+
+class SequenceTask(Task):
+    """The batching and checkpointed state of classify / tag / generate; see the module docstring.
+
+    Subclasses set ``self.train`` (encoded training examples, each with ``len()``) and
+    implement ``batch_loss(examples, grad_scale)``.
+    """
+
+    train: list
+    run_dir: Path | None = None
+    loss_unit = "bits per token"
+
+    def check_trainer_config(self, config) -> None:
+        """Refuse trainer settings this task cannot honour (called by the trainer before it starts)."""
+        if config.accumulate > self.config.batch:
+            raise ConfigError(f"--accumulate: expected at most --batch {self.config.batch} micro-batches, "
+                              f"received {config.accumulate}")
+
+    def _start_batches(self, seed: int) -> None:
+        lengths = [len(e) for e in self.train]
+        self.batcher = BucketBatcher(lengths, self.config.batch, seed=seed, bucket_batches=self.config.bucket_batches)
+        self.tokens_per_step = int(round(self.config.batch * float(np.mean(lengths))))
+
+    def device_ids(self, host) -> Any:
+        return self.model.backend.asarray(np.asarray(host, dtype=np.int64), "int64")
+
+    def padded(self, sequences) -> tuple[Any, np.ndarray]:
+        ids, lengths = pad_batch(sequences)
+        return self.device_ids(ids), lengths
+
+    def train_batches(self, count: int) -> list:
+        if count > self.config.batch:
+            raise ConfigError(f"--accumulate: expected at most --batch {self.config.batch} micro-batches, "
+                              f"received {count}")
+        indices = self.batcher.next_batch()
+        return [part for part in np.array_split(indices, min(count, len(indices)))]
+
+    def loss_and_grads(self, batch, grad_scale: float):
+        return self.batch_loss([self.train[k] for k in batch], grad_scale)
+
+    def batch_loss(self, examples: list, grad_scale: float | None):
+        """Mean loss of ``examples`` (0-d device array); adds gradients unless ``grad_scale`` is None."""
+        raise NotImplementedError
+
+    def mean_loss(self, examples: list) -> float:
+        """Example-weighted mean loss over ``examples`` (no gradients)."""
+        total, count = 0.0, 0
+        for idx in eval_batches([len(e) for e in examples], self.config.batch):
+            part = [examples[k] for k in idx]
+            total += float(to_numpy(self.batch_loss(part, None))) * self.loss_weight(part)
+            count += self.loss_weight(part)
+        return total / max(count, 1)
+
+    def loss_weight(self, examples: list) -> int:
+        """What a batch's mean loss is a mean over (examples; tokens for token-level losses)."""
+        return len(examples)
+
+    def state_dict(self) -> tuple[dict, dict]:
+        return {"data": self.batcher.state_dict(), "rng": rng_to_json(self.model.dropout_rng)}, {}
+
+    def load_state_dict(self, state: dict, arrays: dict) -> None:
+        self.batcher.load_state_dict(state["data"])
+        self.model.dropout_rng.bit_generator.state = rng_from_json(state["rng"]).bit_generator.state
+

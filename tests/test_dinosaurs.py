@@ -1,0 +1,36 @@
+"""scripts/dinosaurs.py, shortened: trains on ../shared/data/dinos.txt where it lies (beside the
+project; never copied into it) and reports sampled names and how many are new."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DINOS = ROOT.parent / "shared" / "data" / "dinos.txt"
+
+
+@pytest.mark.skipif(not DINOS.is_file(), reason=f"{DINOS} is absent: the Dinosaur Island names file is not "
+                                                "beside the project on this machine")
+def test_dinosaur_script_short_run(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "dinosaurs.py"), "--steps", "40", "--samples", "8",
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    known = {line.strip() for line in DINOS.read_text(encoding="utf-8").splitlines() if line.strip()}
+    assert summary["names_in_file"] == len(known) and summary["data"] == str(DINOS)
+    assert 1 <= summary["sampled"] <= 8 and summary["sampled"] == len(summary["names"])
+    assert summary["new"] == sum(name not in known for name in summary["names"])
+    assert all(name and "\n" not in name for name in summary["names"])
+    assert not list(ROOT.glob("**/dinos.txt")), "the names file must not be copied into the project"
+
+
+def test_dinosaur_script_names_a_missing_file(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "dinosaurs.py"), "--data", str(tmp_path / "no.txt"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "no.txt does not exist" in result.stderr and "Traceback" not in result.stderr

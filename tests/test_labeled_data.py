@@ -1,0 +1,124 @@
+"""Data readers on well-formed and malformed files (each error names file and line), the token
+vocabulary and label sets, and the length-bucketing batcher."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from seqnet.data.buckets import BucketBatcher, pad_batch
+from seqnet.data.labeled import read_classification, read_conll, read_generation
+from seqnet.data.vocabulary import LabelSet, Vocabulary
+from seqnet.errors import ConfigError, DataFileError
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_classification_formats(tmp_path):
+    jsonl = _write(tmp_path / "a.jsonl", '{"text": "good film", "label": "pos"}\n\n{"text": "bad", "label": "neg"}\n')
+    assert [(e.text, e.labels, e.where) for e in read_classification(jsonl)] == [
+        ("good film", ("pos",), f"{jsonl}:1"), ("bad", ("neg",), f"{jsonl}:3")]
+    multi = _write(tmp_path / "m.jsonl", '{"text": "x", "labels": ["b", "a", "b"]}\n{"text": "y", "labels": []}\n')
+    assert [e.labels for e in read_classification(multi)] == [("a", "b"), ()]
+    tsv = _write(tmp_path / "a.tsv", "pos\tgood\tfilm\nneg\tbad\n")
+    assert [(e.labels, e.text) for e in read_classification(tsv)] == [(("pos",), "good\tfilm"), (("neg",), "bad")]
+    assert [(e.labels, e.text) for e in read_classification(tsv, require_labels=False)] == [((), "good\tfilm"), ((), "bad")]
+    plain = _write(tmp_path / "texts.txt", "first text\n\nsecond\n")
+    assert [e.text for e in read_classification(plain, require_labels=False)] == ["first text", "second"]
+    unlabelled = _write(tmp_path / "u.jsonl", '{"text": "x"}\n')
+    assert read_classification(unlabelled, require_labels=False)[0].labels == ()
+    sniffed = _write(tmp_path / "data.txt", '{"text": "t", "label": "l"}\n')
+    assert read_classification(sniffed)[0].labels == ("l",)
+    folders = tmp_path / "classes"
+    (folders / "spam").mkdir(parents=True)
+    (folders / "ham").mkdir()
+    _write(folders / "spam" / "1.txt", "buy now")
+    _write(folders / "ham" / "1.txt", "hello")
+    assert [(e.labels, e.text) for e in read_classification(folders)] == [(("ham",), "hello"), (("spam",), "buy now")]
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", label}\n', r"bad.jsonl:2: malformed JSON"),
+    ("bad.jsonl", '{"label": "x"}\n', r"bad.jsonl:1: missing the 'text' field"),
+    ("bad.jsonl", '{"text": "a"}\n', r"bad.jsonl:1: expected exactly one of 'label'"),
+    ("bad.jsonl", '{"text": "  ", "label": "x"}\n', r"bad.jsonl:1: empty 'text'"),
+    ("bad.jsonl", '[1, 2]\n', r"bad.jsonl:1: expected a JSON object, received a list"),
+    ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "labels": ["x"]}\n', r"bad.jsonl:2: has 'labels' but line 1"),
+    ("bad.tsv", "pos\tok\nno tab here\n", r"bad.tsv:2: expected label<TAB>text"),
+    ("bad.tsv", "pos\t \n", r"bad.tsv:1: empty text after the label 'pos'"),
+    ("bad.tsv", "\n\n", r"bad.tsv: no examples"),
+])
+def test_classification_errors_name_file_and_line(tmp_path, name, text, message):
+    with pytest.raises(DataFileError, match=message):
+        read_classification(_write(tmp_path / name, text))
+
+
+def test_missing_and_undecodable_files(tmp_path):
+    with pytest.raises(DataFileError, match="no such file or directory"):
+        read_classification(tmp_path / "nope.jsonl")
+    bad = tmp_path / "latin1.tsv"
+    bad.write_bytes(b"pos\tok\nneg\tcaf\xe9\n")
+    with pytest.raises(DataFileError, match=r"latin1.tsv:2: not valid UTF-8"):
+        read_classification(bad)
+
+
+def test_conll_reader(tmp_path):
+    path = _write(tmp_path / "a.conll", "-DOCSTART- -X- O\n\nEU B-ORG\nrejects O\n\n\nPeter B-PER\n")
+    sentences = read_conll(path)
+    assert [(s.tokens, s.tags, s.lines) for s in sentences] == [
+        (("EU", "rejects"), ("B-ORG", "O"), (3, 4)), (("Peter",), ("B-PER",), (7,))]
+    chars = _write(tmp_path / "c.conll", "a\tB-NAME\n \tO\n=\tB-OP\n")
+    assert read_conll(chars)[0].tokens == ("a", " ", "=")          # a space token, tab-separated
+
+
+@pytest.mark.parametrize("text, message", [
+    ("EU NNP B-ORG\nrejects VBZ\n", r"a.conll:2: expected 3 columns \(as on line 1\), received 2"),
+    ("EU\n", r"a.conll:1: expected at least 2 columns"),
+    ("\n\n-DOCSTART- O\n\n", r"a.conll: no sentence \(zero tokens\)"),
+])
+def test_conll_errors(tmp_path, text, message):
+    with pytest.raises(DataFileError, match=message):
+        read_conll(_write(tmp_path / "a.conll", text))
+
+
+def test_generation_reader(tmp_path):
+    path = _write(tmp_path / "g.jsonl", json.dumps({"condition": "class", "text": "Foo"}) + "\n")
+    assert [(e.condition, e.text) for e in read_generation(path)] == [("class", "Foo")]
+    with pytest.raises(DataFileError, match=r"g2.jsonl:1: missing the 'condition' field"):
+        read_generation(_write(tmp_path / "g2.jsonl", '{"text": "x"}\n'))
+
+
+def test_vocabulary_and_label_set():
+    vocab = Vocabulary.fit([["a", "b", "a"], ["c", "a"]], max_size=2)
+    assert vocab.symbols == ("<UNK>", "a", "b") and vocab.encode(["a", "c", "b"]).tolist() == [1, 0, 2]
+    assert Vocabulary.from_json(vocab.to_json()).symbols == vocab.symbols
+    labels = LabelSet.fit(["neg", "pos", "neg"], "label")
+    assert labels.names == ("neg", "pos") and labels.id("pos") == 1
+    with pytest.raises(DataFileError, match=r"v.tsv:3: label 'meh' never seen in training \(known: neg, pos\)"):
+        labels.id("meh", "v.tsv:3")
+
+
+def test_bucket_batcher_covers_each_epoch_once_with_little_padding_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, 1000)
+    batcher = BucketBatcher(lengths, 16, seed=3, bucket_batches=10)
+    epoch = [batcher.next_batch() for _ in range(len(batcher))]
+    assert sorted(np.concatenate(epoch).tolist()) == list(range(1000))
+    padding = sum(int(lengths[b].max() * len(b) - lengths[b].sum()) for b in epoch)
+    random_padding = sum(int(lengths[b].max() * len(b) - lengths[b].sum()) for b in np.array_split(rng.permutation(1000), len(epoch)))
+    assert padding < 0.2 * random_padding
+    again = BucketBatcher(lengths, 16, seed=3, bucket_batches=10)
+    again.load_state_dict(batcher.state_dict())
+    assert np.array_equal(again.next_batch(), batcher.next_batch())             # epoch 1, batch 0
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch, batcher.epoch_batches(1)))
+    with pytest.raises(ConfigError, match=r"state\['num_examples'\]: expected 999"):
+        BucketBatcher(lengths[:999], 16, seed=3, bucket_batches=10).load_state_dict(batcher.state_dict())
+
+
+def test_pad_batch():
+    ids, lengths = pad_batch([np.array([1, 2, 3]), np.array([4])], pad_id=0)
+    assert ids.tolist() == [[1, 4], [2, 0], [3, 0]] and lengths.tolist() == [3, 1]
