@@ -158,7 +158,7 @@ def test_data_problems_are_reported(tmp_path, capsys):
 def test_a_resumed_run_refuses_changed_data(tmp_path):
     data = write_classify(tmp_path / "train.jsonl")
     train("classify", tmp_path / "run", 2, data=str(data), hidden=4, embed=4)
-    resume_run(tmp_path / "run", progress=False, log=lambda text: None)            # same data: fine
+    resume_run(tmp_path / "run", progress=False, log=lambda text: None).close()    # same data: fine
     write_classify(data, seed=5)
     with pytest.raises(DataFileError, match=r"train.jsonl: changed since this run started"):
         resume_run(tmp_path / "run", progress=False, log=lambda text: None)

@@ -155,6 +155,15 @@ class RunDirectory:
         except OSError as err:
             raise RunDirectoryError(self._not_writable(err)) from err
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock again (after :meth:`release`), if this process does not hold it."""
+        if not self.held:
+            self._lock()
+
     def release(self) -> None:
         if self._fd is not None:
             if fcntl is not None:
@@ -163,7 +172,12 @@ class RunDirectory:
             self._fd = None
 
     def abandon(self) -> None:
-        """A start that failed before its first checkpoint: remove what it created, release the lock."""
+        """A start that failed before its first checkpoint: remove what it created, release the lock.
+        (Nothing is removed if another writer has taken the directory meanwhile.)"""
+        try:
+            self.acquire()
+        except RunDirectoryError:
+            return
         if not has_checkpoint(self.path):
             for name in ("tokens.bin", "tokens.bin.json", METRICS, "config.json", "loss.png"):
                 with contextlib.suppress(FileNotFoundError):

@@ -196,7 +196,18 @@ class Trainer:
         return {sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def run(self) -> dict:
-        """Train up to ``config.steps``; returns the summary record (also written to metrics.jsonl)."""
+        """Train up to ``config.steps``; returns the summary record (also written to metrics.jsonl).
+
+        The run directory is held (locked) while this runs and released when it returns or
+        raises; a second call takes it again."""
+        cfg, task = self.config, self.task
+        self.directory.acquire()
+        try:
+            return self._run()
+        finally:
+            self.directory.release()
+
+    def _run(self) -> dict:
         cfg, task = self.config, self.task
         self.directory.rollback_metrics(self.step)
         self.log(f"run directory: {self.run_dir}  |  {task.describe()}, backend {self.model.backend.name}")
@@ -247,8 +258,14 @@ class Trainer:
         return summary
 
     def close(self) -> None:
-        """Release the run directory (its lock)."""
+        """Release the run directory (its lock) before or without :meth:`run`."""
         self.directory.release()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_loss_plot(run_dir: Path, history: list, max_points: int = 2000) -> Path | None:
