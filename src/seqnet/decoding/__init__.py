@@ -1,5 +1,9 @@
-"""Decoding: turning a model's next-token scores into sequences (sampling, greedy), apart from the models."""
-from .generate import TokenSteps, sample_tokens
+"""Decoding: turning a model's next-token scores into sequences (sampling, greedy, beam search), apart from the models."""
+from .generate import sample_tokens
 from .sampling import check_sampling, gumbel_blocks, next_token_probs, sample_next
+from .search import (LENGTH_PENALTIES, Hypothesis, SearchSteps, TokenSteps, beam_search, check_length_penalty,
+                     length_penalty, log_softmax, sample_search)
 
-__all__ = ["TokenSteps", "check_sampling", "gumbel_blocks", "next_token_probs", "sample_next", "sample_tokens"]
+__all__ = ["LENGTH_PENALTIES", "Hypothesis", "SearchSteps", "TokenSteps", "beam_search", "check_length_penalty",
+           "check_sampling", "gumbel_blocks", "length_penalty", "log_softmax", "next_token_probs", "sample_next",
+           "sample_search", "sample_tokens"]
