@@ -14,6 +14,7 @@ from seqnet.data.corpus import (
     split_train_val,
 )
 from seqnet.data.stdlib import python_stdlib_files
+from seqnet.data.vocab import Vocabulary
 from seqnet.data.tokenizers import (
     ByteTokenizer,
     CharTokenizer,
@@ -40,4 +41,5 @@ __all__ = [
     "resolve_corpus",
     "split_train_val",
     "tokenizer_from_json",
+    "Vocabulary",
 ]

@@ -156,7 +156,7 @@ def _sample_loop(steps, prefix, max_len, *, rng, greedy, temperature, top_k, top
     lengths = np.zeros(count, dtype=np.int64)
     ended = np.zeros(count, dtype=bool)
     done = np.zeros(count, dtype=bool)
-    attention = [] if keep_attention and hasattr(steps, "attention") else None
+    attention = [] if keep_attention and _attention(steps, state) is not None else None
     plain = not greedy and top_k is None and top_p is None
     noise = gumbel_blocks(rng, logits.shape, min(longest, 256)) if plain else None
     for k in range(longest):
@@ -214,7 +214,7 @@ def beam_search(steps: SearchSteps, prefix: np.ndarray, max_len, *, beam: int, n
     vocab = logits.shape[-1]
     state = steps.reorder(state, np.repeat(np.arange(count), beam))
     logp = np.repeat(log_softmax(logits), beam, axis=0)                   # (N*K, V)
-    track = keep_attention and hasattr(steps, "attention")
+    track = keep_attention and _attention(steps, state) is not None
     sources = np.arange(count)                                            # rows still searching, in block order
     scores = np.full((count, beam), -np.inf)
     scores[:, 0] = 0.0                                                    # one live hypothesis per row at first
@@ -285,6 +285,11 @@ def beam_search(steps: SearchSteps, prefix: np.ndarray, max_len, *, beam: int, n
 
 def length_penalty_of(kind: str, alpha: float, length: int) -> float:
     return float(length_penalty(kind, alpha, length))
+
+
+def _attention(steps, state):
+    """The steps' latest attention weights (N, S) on the host, or None when it has none."""
+    return steps.attention(state) if hasattr(steps, "attention") else None
 
 
 def _rank(logp: np.ndarray, token: int) -> np.ndarray:

@@ -103,7 +103,8 @@ class Attention(Layer):
         if kind == "dot" and query_size != memory_size:
             raise ConfigError(f"attention: 'dot' scores need query_size == memory_size, received {query_size} and "
                               f"{memory_size} (use 'general', or make the decoder's hidden size the encoder's output size)")
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        seeds = root.spawn(4)
         self.linear_out = self.add("linear_out", Linear(memory_size + query_size, self.out_size, bias=False,
                                                         dtype=dtype, seed=seeds[0]))
         if kind == "general":
