@@ -1,4 +1,4 @@
-"""``seqnet train | sample | eval`` — see ``seqnet <command> --help``."""
+"""``seqnet train | sample | eval | translate`` — see ``seqnet <command> --help``."""
 from __future__ import annotations
 
 import argparse
@@ -40,22 +40,40 @@ def _sample_parser(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--prime", default="", help="text to continue (unseen characters map to <UNK>)")
     p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
-    p.add_argument("--temperature", type=float, default=0.8, help="(default: 0.8)")
+    p.add_argument("--temperature", type=float, default=None, help="(default: 0.8)")
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--num", type=int, default=1, help="samples, generated together in one batch (default: 1)")
     p.add_argument("--seed", type=int, default=None)
+    _beam_arguments(p)
     _backend_arguments(p)
     _threads_argument(p)
 
 
+def _beam_arguments(p) -> None:
+    from ..decoding import LENGTH_PENALTIES
+
+    g = p.add_argument_group("beam search (instead of sampling)")
+    g.add_argument("--beam", type=int, default=None, help="beam width: the --num most likely continuations, best first")
+    g.add_argument("--length-penalty", choices=LENGTH_PENALTIES, default=None,
+                   help="with --beam: rank by score / len^alpha (avg) or / ((5+len)/6)^alpha (wu) (default: none)")
+    g.add_argument("--alpha", type=float, default=None, help="with --beam: the length penalty's exponent (default: 1.0)")
+    g.add_argument("--block-ngram", type=int, default=None, help="with --beam: never repeat an n-gram of this size")
+
+
 def _eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="bits per token and perplexity of a trained model on a corpus")
+    from .translate import add_search_arguments
+
+    p = sub.add_parser("eval", help="a trained model on held-out data: bits per token and perplexity of a language "
+                                    "model on --corpus; exact match, token accuracy, CER (BLEU) of a translation "
+                                    "model on --data")
     p.add_argument("run_dir")
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--batch", type=int, default=16, help="parallel streams (default: 16)")
+    p.add_argument("--corpus", default=None, help="language models: the text to score")
+    p.add_argument("--data", default=None, help="translation models: parallel pairs (TSV or JSON lines)")
+    p.add_argument("--batch", type=int, default=16, help="parallel streams, or sources translated together (default: 16)")
     p.add_argument("--seq-len", type=int, default=128, help="(default: 128)")
+    add_search_arguments(p, batch=False)
     _backend_arguments(p)
     p.add_argument("--json", action="store_true")
     _threads_argument(p)
@@ -77,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _sample_parser(sub)
     _eval_parser(sub)
+    from .translate import add_translate_parser
+
+    add_translate_parser(sub, _backend_arguments, _threads_argument)
     return parser
 
 
@@ -85,7 +106,10 @@ def _task_settings(args, task) -> None:
     own = set(given_settings(args, task.Config)) | set(given_settings(args, TrainerConfig))
     others = sorted({name for other in TASKS.values() for name in given_settings(args, other.Config)} - own)
     if others:
-        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join("--" + n.replace("_", "-") for n in others))
+        owners = sorted({other.kind for other in TASKS.values() for name in others
+                         if name in given_settings(args, other.Config)})
+        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join("--" + n.replace("_", "-") for n in others)
+                          + f" (settings of --task {', '.join(owners)})")
 
 
 def _resume_conflicts(args, trainer) -> list[str]:
@@ -131,9 +155,22 @@ def cmd_train(args) -> int:
     val = summary.get("val_bits_per_token")
     print(f"\ntrained {summary['steps']} steps: train loss {summary['train_loss'] / math.log(2):.3f} bits/token, "
           f"validation {'n/a' if val is None else f'{val:.3f}'} bits/token, {summary['tokens_per_s']:,.0f} tokens/s")
-    print(f"run directory: {summary['run_dir']}  (sample again: seqnet sample {summary['run_dir']})\n")
-    print(trainer.model.generate("", 500, temperature=0.8, seed=0)[0])
+    print(_closing_text(trainer, summary))
     return 0
+
+
+def _closing_text(trainer, summary) -> str:
+    """What ``seqnet train`` prints after its summary line: a sample, or translations."""
+    from ..tasks import TranslateTask
+
+    run_dir = summary["run_dir"]
+    if isinstance(trainer.task, TranslateTask):
+        exact = summary.get("val_exact_match")
+        shown = "" if exact is None else f"validation exact match {100 * exact:.2f}%\n"
+        return (f"{shown}run directory: {run_dir}  (translate: seqnet translate {run_dir} TEXT...)\n\n"
+                + (trainer.task.report(trainer.step) or ""))
+    return (f"run directory: {run_dir}  (sample again: seqnet sample {run_dir})\n\n"
+            + trainer.model.generate("", 500, temperature=0.8, seed=0)[0])
 
 
 def default_run_dir(base: str = "runs/default") -> Path:
@@ -158,9 +195,9 @@ def _load_language_model(args):
 
 
 def cmd_sample(args) -> int:
+    options = _sample_options(args)
     model = _load_language_model(args).model
-    texts = model.generate(args.prime, args.length, temperature=args.temperature, top_k=args.top_k,
-                           top_p=args.top_p, greedy=args.greedy, seed=args.seed, num_samples=args.num)
+    texts = model.generate(args.prime, args.length, num_samples=args.num, **options)
     for k, text in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {k + 1} ---")
@@ -168,8 +205,43 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _sample_options(args) -> dict:
+    """generate()'s sampling or beam-search keyword arguments; flags of the other mode are refused."""
+    beam_flags = {"--length-penalty": args.length_penalty, "--alpha": args.alpha, "--block-ngram": args.block_ngram}
+    if args.beam is None:
+        given = [flag for flag, value in beam_flags.items() if value is not None]
+        if given:
+            raise SeqnetError(f"{given[0]}: applies to beam search only; add --beam K")
+        return dict(temperature=0.8 if args.temperature is None else args.temperature, top_k=args.top_k,
+                    top_p=args.top_p, greedy=args.greedy, seed=args.seed)
+    if args.beam < 1:
+        raise SeqnetError(f"--beam: expected a positive integer, received {args.beam}")
+    if args.num > args.beam:
+        raise SeqnetError(f"--num: beam search returns at most --beam {args.beam} continuations, received {args.num}")
+    sampling = {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p,
+                "--seed": args.seed, "--greedy": args.greedy or None}
+    given = [flag for flag, value in sampling.items() if value is not None]
+    if given:
+        raise SeqnetError(f"{given[0]}: beam search does not sample; drop it or drop --beam")
+    penalty = args.length_penalty or "none"
+    return dict(beam=args.beam, length_penalty=penalty,
+                alpha=0.0 if penalty == "none" else (1.0 if args.alpha is None else args.alpha),
+                block_ngram=args.block_ngram or 0)
+
+
 def cmd_eval(args) -> int:
-    result = _load_language_model(args).evaluate_corpus(args.corpus, args.batch, args.seq_len)
+    from ..tasks import TranslateTask
+    from ..training.runs import load_task
+    from .translate import eval_translation
+
+    task = load_task(args.run_dir, args.backend, args.device)
+    if isinstance(task, TranslateTask):
+        return eval_translation(args, task)
+    if args.data is not None:
+        raise SeqnetError("--data: a language model is evaluated on text: --corpus FILE")
+    if args.corpus is None:
+        raise SeqnetError("--corpus: seqnet eval of a language model needs --corpus FILE")
+    result = task.evaluate_corpus(args.corpus, args.batch, args.seq_len)
     streams = result.pop("streams")
     if args.json:
         print(json.dumps(result))
@@ -181,7 +253,9 @@ def cmd_eval(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}[args.command]
+    from .translate import cmd_translate
+
+    command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "translate": cmd_translate}[args.command]
     try:
         from ..backend.threads import set_num_threads
 
