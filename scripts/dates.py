@@ -167,8 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip-no-attention", action="store_true", help="train only the attention model")
     p.add_argument("--progress", action="store_true", help="show the progress bars")
     args = p.parse_args(argv)
-    preset = dict(steps=6000, batch=128, hidden=256, lr=2e-3, train_pairs=100_000) if args.full else \
-        dict(steps=1800, batch=128, hidden=128, lr=4e-3, train_pairs=50_000)
+    preset = dict(steps=4000, batch=128, hidden=256, lr=2e-3, train_pairs=100_000) if args.full else \
+        dict(steps=1200, batch=128, hidden=128, lr=4e-3, train_pairs=50_000)
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
