@@ -99,7 +99,7 @@ def train(out: Path, data: dict, attention: str, args) -> tuple[object, float]:
     config = TranslateConfig(data=str(data["train"]), valid=str(data["valid"]), tokenizer="char", embed=args.embed,
                              hidden=args.hidden, attention=attention, batch=args.batch, eval_size=500,
                              sample_every=args.steps, max_source_len=64, max_target_len=16)
-    trainer_config = TrainerConfig(steps=args.steps, lr=args.lr, warmup=50, eval_every=args.steps,
+    trainer_config = TrainerConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 2), eval_every=args.steps,
                                    checkpoint_every=args.steps, log_every=50, seed=args.seed)
     trainer = new_run("translate", config, trainer_config, run_dir, progress=args.progress,
                       log=lambda text: print(text, file=sys.stderr, flush=True))
@@ -152,7 +152,7 @@ def heat_map(task, path: Path, out: Path, count: int = 4) -> Path | None:
     return png
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="more data and steps, a larger model (about 4x the time)")
     p.add_argument("--out", default="runs/dates")
@@ -163,6 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--train-pairs", type=int, default=None)
     p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--test-dates", type=int, default=5000, help="held-out test dates (default: 5000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-no-attention", action="store_true", help="train only the attention model")
     p.add_argument("--progress", action="store_true", help="show the progress bars")
@@ -177,10 +178,10 @@ def main(argv=None) -> int:
     set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_data(out, args.train_pairs, 5000, 500, args.seed)
+    data = build_data(out, args.train_pairs, args.test_dates, 500, args.seed)
     report = {"settings": {k: getattr(args, k) for k in ("steps", "batch", "hidden", "embed", "lr", "train_pairs",
                                                          "beam", "seed")},
-              "cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg()), "test_dates": 5000}
+              "cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg()), "test_dates": args.test_dates}
     for attention in ("general",) + (() if args.skip_no_attention else ("none",)):
         task, seconds = train(out, data, attention, args)
         entry = {"train_seconds": round(seconds, 1), "greedy": test_scores(task, data["test"], 1),
@@ -192,8 +193,8 @@ def main(argv=None) -> int:
         print(json.dumps({attention: entry}), file=sys.stderr, flush=True)
     report["load_average_at_end"] = list(os.getloadavg())
     print(json.dumps(report, indent=2))
-    return 0
+    return report
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,6 +6,11 @@ lengths are a per-step boolean mask (B, 1): where it is False the state is carri
 unchanged and no gradient reaches the gates, so the final state is the state at each row's
 last valid step, and a reverse scan starts at each row's own last step.
 
+:func:`step_forward` / :func:`step_backward` are the loop body (one cell step and its
+masking), shared by the scans and by :class:`SteppedScan`, the same loop driven one step
+at a time by a caller whose next input depends on the previous output (a decoder with
+input feeding); it leaves the same :class:`StepTape`.
+
 Shapes: T steps, B batch rows, H hidden units, G gates (``cell.num_gates``).
 """
 from __future__ import annotations
