@@ -110,11 +110,13 @@ def test_whole_model_gradients_every_attention_numpy(attention, input_feed):
     assert "src_embedding.weight" in grads and np.any(grads["src_embedding.weight"][PAD_ID] == 0)
 
 
-@pytest.mark.parametrize("cell,layer_norm", [("gru", False), ("rnn", False), ("lstm", True)],
-                         ids=["gru", "rnn", "lstm_ln"])
-def test_whole_model_gradients_every_cell_numpy(cell, layer_norm):
+@pytest.mark.parametrize("cell,layer_norm,bidirectional", [("gru", False, True), ("rnn", False, False),
+                                                          ("lstm", True, True), ("gru", False, False)],
+                         ids=["gru", "rnn-unidirectional", "lstm_ln", "gru-unidirectional"])
+def test_whole_model_gradients_every_cell_numpy(cell, layer_norm, bidirectional):
     with seqnet.backend("numpy") as backend:
-        check_model_gradients(_model("bahdanau", True, cell, layer_norm=layer_norm), backend, entries=5)
+        check_model_gradients(_model("bahdanau", True, cell, layer_norm=layer_norm, bidirectional=bidirectional),
+                              backend, entries=5)
 
 
 def test_whole_model_gradients_with_dropout_and_shared_embeddings():

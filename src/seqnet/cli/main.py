@@ -5,9 +5,11 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from ..backend import BACKEND_NAMES
+from ..config import flag_of
 from ..errors import SeqnetError
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
@@ -23,7 +25,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--task", choices=tuple(TASKS), default=DEFAULT_TASK, help=f"what to learn (default: {DEFAULT_TASK})")
     seen: set[str] = set()
     for task in TASKS.values():
-        add_settings(p.add_argument_group(f"--task {task.kind}"), task.Config, seen)
+        group = p.add_argument_group(f"--task {task.kind}")
+        shared = [f for f in fields(task.Config) if f.name in seen and f.metadata.get("cli", True)]
+        add_settings(group, task.Config, seen)
+        if shared:              # flags listed under an earlier task, with this task's own defaults
+            group.description = "also takes " + ", ".join(f"{flag_of(f)} (default: {f.default})" for f in shared)
     add_settings(p.add_argument_group("training"), TrainerConfig, seen)
     run = p.add_argument_group("run directory and output")
     run.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
