@@ -249,3 +249,16 @@ def test_model_misuse():
         src, _, tgt_in, _, _ = _device(model, backend)
         with pytest.raises(ConfigError, match=r"src_lengths: every length must lie in 1..4 \(S\), received \[5, 2, 3\]"):
             model(src, np.array([5, 2, 3]), tgt_in)
+
+
+def test_translate_by_sampling_is_seeded_and_never_writes_specials():
+    with seqnet.backend("numpy"):
+        model = _model("dot", True, seed=10, dtype="float32")
+    sources = [np.array([4, 5, 6])] * 40
+    first = model.translate(sources, sample=True, seed=3, temperature=1.5)
+    again = model.translate(sources, sample=True, seed=3, temperature=1.5)
+    assert [t.outputs for t in first] == [t.outputs for t in again]
+    assert len({t.outputs[0] for t in first}) > 1                       # draws, not the argmax every time
+    assert all(not set(t.tokens[0].tolist()) & {0, 1, 2} for t in first)
+    with pytest.raises(ConfigError, match="sample: sampling draws one output per source"):
+        model.translate(sources[:1], sample=True, beam=2)
