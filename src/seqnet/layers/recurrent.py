@@ -10,6 +10,11 @@ the input projection of all timesteps is one (T*B, I) @ (I, G*H) matmul. Per lay
 direction the work is: input projection (one matmul), :meth:`Cell.project_input` (the
 bias, or the cell's own transform), the time loop that :func:`seqnet.kernels.scan_kernels`
 selects, and after backward one matmul per weight gradient.
+
+:meth:`Recurrent.steps` runs a unidirectional stack one timestep at a time with a tape, and
+walks it back one step at a time (:class:`RecurrentSteps`), for decoders whose next input
+depends on their previous output; :meth:`Recurrent.stepper` is its tape-free form for
+generation.
 """
 from __future__ import annotations
 
