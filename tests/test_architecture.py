@@ -272,8 +272,8 @@ def test_the_command_line_reads_its_choices_from_the_registries(monkeypatch):
 
 # -- which package may import which ----------------------------------------------------------------
 # Lower packages never import higher ones (the CLI is the top).
-LAYERS = ["errors", "config", "files", "random_state", "backend", "cells", "kernels", "layers", "decoding", "models",
-          "data", "metrics", "tasks", "training", "cli"]
+LAYERS = ["errors", "config", "files", "array_files", "random_state", "backend", "cells", "kernels", "layers", "decoding", "data",
+          "models", "metrics", "tasks", "training", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

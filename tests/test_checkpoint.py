@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from seqnet.errors import CheckpointError, DTypeError
+from seqnet import array_files
 from seqnet.training import checkpoint as ckpt
 
 FORMATS = [
     pytest.param(
         True,
         id="safetensors",
-        marks=pytest.mark.skipif(ckpt._safetensors is None, reason="safetensors not installed"),
+        marks=pytest.mark.skipif(array_files._safetensors is None, reason="safetensors not installed"),
     ),
     pytest.param(False, id="npz"),
 ]
@@ -21,7 +22,7 @@ FORMATS = [
 
 @pytest.fixture(params=FORMATS)
 def array_format(request, monkeypatch):
-    monkeypatch.setattr(ckpt, "USE_SAFETENSORS", request.param)
+    monkeypatch.setattr(array_files, "USE_SAFETENSORS", request.param)
     return ".safetensors" if request.param else ".npz"
 
 

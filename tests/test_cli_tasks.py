@@ -125,7 +125,7 @@ def test_eval_predict_sample_misuse(runs):
     assert_usage_error(seqnet("eval", classify, "--corpus", files["classify"]), "eval", "--corpus: for language models")
     assert_usage_error(seqnet("eval", tag, "--data", files["tag"], "--plot", "x.png"), "eval",
                        "--plot: the confusion matrix is for classify runs")
-    assert_usage_error(seqnet("eval", lm, "--data", files["classify"]), "eval", "--data: for classify, tag and generate")
+    assert_usage_error(seqnet("eval", lm, "--data", files["classify"]), "eval", "--data: for classify, tag, generate and translate")
     assert_usage_error(seqnet("eval", lm), "eval", "--corpus:", "holds a language model")
     assert_usage_error(seqnet("predict", lm, "--data", files["classify"]), "predict", "holds a lm model")
     ragged = runs["base"] / "ragged.conll"

@@ -183,3 +183,65 @@ def test_gumbel_blocks_repeat_the_generator_stream():
     blocks = gumbel_blocks(np.random.default_rng(4), (2, 5), block=3)
     for _ in range(7):                                   # crosses two block boundaries
         np.testing.assert_array_equal(next(blocks), per_step.gumbel(size=(2, 5)))
+
+
+# --------------------------------------------------------------------------- beam search
+
+
+def _continuation_log_probs(model, prime_ids, continuations, backend):
+    """log p(continuation | prime) of each continuation (rows of ids), from whole-sequence forwards."""
+    rows = np.array([np.concatenate([prime_ids, c]) for c in continuations]).T           # (T, N)
+    logits, _ = model(backend.asarray(rows[:-1], "int64"))
+    z = to_numpy(logits).astype(np.float64)
+    logp = z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
+    start = len(prime_ids) - 1
+    picked = np.take_along_axis(logp[start:], rows[len(prime_ids):, :, None], axis=-1)[..., 0]
+    return picked.sum(axis=0)
+
+
+def test_language_model_beam_search_finds_the_exhaustive_best(xb):
+    """A wide beam (every prefix fits) returns the most likely continuations in order, checked
+    against scoring every possible continuation with whole-sequence forwards."""
+    import itertools
+
+    tokenizer = CharTokenizer.fit("abc")
+    with seqnet.backend(xb):
+        model = LanguageModel(tokenizer.vocab_size, 4, 6, cell="gru", seed=4, tokenizer=tokenizer)
+    length, prime = 3, tokenizer.encode("ab")
+    known = [k for k in range(tokenizer.vocab_size) if k != tokenizer.unk_id]
+    every = [np.array(c) for c in itertools.product(known, repeat=length)]
+    scores = _continuation_log_probs(model, prime, every, xb)
+    best = np.argsort(-scores, kind="stable")[:3]
+    texts = model.generate("ab", length, beam=len(known) ** (length - 1), num_samples=3)
+    assert texts == ["ab" + tokenizer.decode(every[k]) for k in best]
+
+
+def test_language_model_beam_of_one_is_greedy_and_wider_beams_score_higher():
+    model = _char_model(seed=5)
+    assert model.generate("the ", 12, beam=1) == model.generate("the ", 12, greedy=True)
+    tokenizer = model.tokenizer
+    prime = tokenizer.encode("the ")
+    with seqnet.backend("numpy") as backend:
+        greedy, wide = (tokenizer.encode(t)[len(prime):] for t in
+                        (model.generate("the ", 12, greedy=True)[0], model.generate("the ", 12, beam=6)[0]))
+        greedy_score, wide_score = _continuation_log_probs(model, prime, [greedy, wide], backend)
+    assert wide_score >= greedy_score
+
+
+def test_word_model_beam_stops_at_eos_and_returns_the_n_best():
+    tokenizer = WordTokenizer.fit(TEXT)
+    model = LanguageModel(tokenizer.vocab_size, 6, 8, cell="lstm", seed=1, tokenizer=tokenizer)
+    _set_bias(model, {tokenizer.eos_id: 40.0})
+    assert model.generate("the cat", 20, beam=3) == ["the cat\n"]
+    texts = model.generate("the cat", 4, beam=4, num_samples=4, stop_at_eos=False, block_ngram=1)
+    assert len(set(texts)) == 4 and all(t.startswith("the cat") for t in texts)
+
+
+def test_beam_refuses_sampling_controls_and_bad_widths():
+    model = _char_model()
+    with pytest.raises(ConfigError, match="beam: beam search does not sample; drop top_k"):
+        model.generate("the", 5, beam=2, top_k=3)
+    with pytest.raises(ConfigError, match="beam: expected a positive integer, received 0"):
+        model.generate("the", 5, beam=0)
+    with pytest.raises(ConfigError, match="n_best: expected at most beam = 2 hypotheses, received 3"):
+        model.generate("the", 5, beam=2, num_samples=3)

@@ -151,7 +151,7 @@ def check_lm_eval_flags(args) -> None:
     """``seqnet eval`` of a language model takes --corpus, not the labelled-data flags."""
     for flag in ("data", "plot"):
         if getattr(args, flag, None) is not None:
-            raise SeqnetError(f"--{flag}: for classify, tag and generate runs; {args.run_dir} holds a language "
-                              "model (score a text with --corpus)")
+            raise SeqnetError(f"--{flag}: for classify, tag, generate{' and translate' if flag == 'data' else ''} "
+                              f"runs; {args.run_dir} holds a language model (score a text with --corpus)")
     if args.corpus is None:
         raise SeqnetError(f"--corpus: {args.run_dir} holds a language model; give the text to score with --corpus")

@@ -1,4 +1,4 @@
-"""``seqnet train | sample | eval | predict`` — see ``seqnet <command> --help``.
+"""``seqnet train | sample | eval | predict | translate`` — see ``seqnet <command> --help``.
 
 Every mistake a user can make ends in one line on stderr, ``seqnet <command>: error: ...``,
 and exit code 2; warnings are ``seqnet <command>: warning: ...``. A run stopped by SIGINT or
@@ -56,24 +56,42 @@ def _sample_parser(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--prime", default="", help="text to continue (unseen characters map to <UNK>)")
     p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
-    p.add_argument("--temperature", type=float, default=0.8, help="(default: 0.8)")
+    p.add_argument("--temperature", type=float, default=None, help="(default: 0.8)")
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--num", type=int, default=1, help="samples, generated together in one batch (default: 1)")
     p.add_argument("--seed", type=int, default=None, help="(default: fresh randomness each time)")
     p.add_argument("--condition", default=None, help="generate runs: the condition to generate for")
+    _beam_arguments(p)
     _backend_arguments(p)
     _threads_argument(p)
 
 
+def _beam_arguments(p) -> None:
+    from ..decoding import LENGTH_PENALTIES
+
+    g = p.add_argument_group("beam search (instead of sampling)")
+    g.add_argument("--beam", type=int, default=None, help="beam width: the --num most likely continuations, best first")
+    g.add_argument("--length-penalty", choices=LENGTH_PENALTIES, default=None,
+                   help="with --beam: rank by score / len^alpha (avg) or / ((5+len)/6)^alpha (wu) (default: none)")
+    g.add_argument("--alpha", type=float, default=None, help="with --beam: the length penalty's exponent (default: 1.0)")
+    g.add_argument("--block-ngram", type=int, default=None, help="with --beam: never repeat an n-gram of this size")
+
+
 def _eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="bits per token and perplexity of a trained model on a corpus")
+    from .translate import add_search_arguments
+
+    p = sub.add_parser("eval", help="a trained model on held-out data: bits per token and perplexity of a language "
+                                    "model on --corpus; accuracy and F1 of a classifier or tagger, bits per token "
+                                    "of a generator, exact match, token accuracy, CER (BLEU) of a translation "
+                                    "model on --data")
     p.add_argument("run_dir")
     p.add_argument("--corpus", default=None, help="language models: the text to score")
     labeled.add_eval_arguments(p)
-    p.add_argument("--batch", type=int, default=16, help="parallel streams (default: 16)")
+    p.add_argument("--batch", type=int, default=16, help="parallel streams, or sources translated together (default: 16)")
     p.add_argument("--seq-len", type=int, default=128, help="(default: 128)")
+    add_search_arguments(p, batch=False)
     _backend_arguments(p)
     p.add_argument("--json", action="store_true")
     _threads_argument(p)
@@ -98,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _eval_parser(sub)
     labeled.add_predict_parser(sub, _backend_arguments, _threads_argument)
+    from .translate import add_translate_parser
+
+    add_translate_parser(sub, _backend_arguments, _threads_argument)
     return parser
 
 
@@ -109,7 +130,10 @@ def _refuse_other_tasks_flags(args, task) -> None:
     own = set(given_settings(args, task.Config)) | set(given_settings(args, TrainerConfig))
     others = sorted({name for other in TASKS.values() for name in given_settings(args, other.Config)} - own)
     if others:
-        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join(map(_flag, others)))
+        owners = sorted({other.kind for other in TASKS.values() for name in others
+                         if name in given_settings(args, other.Config)})
+        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join(map(_flag, others))
+                          + f" (settings of --task {', '.join(owners)})")
 
 
 def _conflicts(args, trainer, may_change: tuple) -> list[str]:
@@ -203,17 +227,26 @@ def cmd_train(args) -> int:
 
 
 def _print_summary(trainer, summary: dict) -> None:
+    from ..tasks import TranslateTask
+
     if trainer.task.kind in labeled.LABELED_TASKS:              # classify / tag / generate: cli/labeled.py
         write_line(sys.stdout, labeled.train_summary(trainer.task, summary))
         return
-    val = summary.get("val_bits_per_token")
+    run_dir = summary["run_dir"]
     train = summary.get("train_bits_per_token")
-    lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
-             f"bits/token, validation {'n/a' if val is None else f'{val:.3f}'} bits/token, "
-             f"{summary['tokens_per_s']:,.0f} tokens/s",
-             f"run directory: {summary['run_dir']}  (sample again: seqnet sample {summary['run_dir']})\n"]
-    if hasattr(trainer.model, "generate"):
-        lines.append(trainer.model.generate("", 500, temperature=0.8, seed=0)[0])
+    if isinstance(trainer.task, TranslateTask):
+        exact = summary.get("val_exact_match")
+        lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
+                 f"bits/token" + ("" if exact is None else f", validation exact match {100 * exact:.2f}%"),
+                 f"run directory: {run_dir}  (translate: seqnet translate {run_dir} TEXT...)\n",
+                 trainer.task.report(trainer.step) or ""]
+    else:
+        val = summary.get("val_bits_per_token")
+        lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
+                 f"bits/token, validation {'n/a' if val is None else f'{val:.3f}'} bits/token, "
+                 f"{summary['tokens_per_s']:,.0f} tokens/s",
+                 f"run directory: {run_dir}  (sample again: seqnet sample {run_dir})\n",
+                 trainer.model.generate("", 500, temperature=0.8, seed=0)[0]]
     for line in lines:
         write_line(sys.stdout, line)
 
@@ -238,10 +271,13 @@ def cmd_sample(args) -> int:
     task = _load_run(args)
     labeled.check_condition_flag(task, args)
     if task.kind == "generate":                                 # conditional generators: cli/labeled.py
+        if args.beam is not None:
+            raise SeqnetError(f"--beam: {args.run_dir} holds a conditional generator, which samples; drop --beam")
+        args.temperature = 0.8 if args.temperature is None else args.temperature
         return labeled.cmd_sample(task, args)
+    options = _sample_options(args)
     model = _load_language_model(args, task).model
-    texts = model.generate(args.prime, args.length, temperature=args.temperature, top_k=args.top_k,
-                           top_p=args.top_p, greedy=args.greedy, seed=args.seed, num_samples=args.num)
+    texts = model.generate(args.prime, args.length, num_samples=args.num, **options)
     for k, text in enumerate(texts):
         if len(texts) > 1 and not write_line(sys.stdout, f"--- sample {k + 1} ---"):
             break
@@ -250,8 +286,37 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _sample_options(args) -> dict:
+    """generate()'s sampling or beam-search keyword arguments; flags of the other mode are refused."""
+    beam_flags = {"--length-penalty": args.length_penalty, "--alpha": args.alpha, "--block-ngram": args.block_ngram}
+    if args.beam is None:
+        given = [flag for flag, value in beam_flags.items() if value is not None]
+        if given:
+            raise SeqnetError(f"{given[0]}: applies to beam search only; add --beam K")
+        return dict(temperature=0.8 if args.temperature is None else args.temperature, top_k=args.top_k,
+                    top_p=args.top_p, greedy=args.greedy, seed=args.seed)
+    if args.beam < 1:
+        raise SeqnetError(f"--beam: expected a positive integer, received {args.beam}")
+    if args.num > args.beam:
+        raise SeqnetError(f"--num: beam search returns at most --beam {args.beam} continuations, received {args.num}")
+    sampling = {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p,
+                "--seed": args.seed, "--greedy": args.greedy or None}
+    given = [flag for flag, value in sampling.items() if value is not None]
+    if given:
+        raise SeqnetError(f"{given[0]}: beam search does not sample; drop it or drop --beam")
+    penalty = args.length_penalty or "none"
+    return dict(beam=args.beam, length_penalty=penalty,
+                alpha=0.0 if penalty == "none" else (1.0 if args.alpha is None else args.alpha),
+                block_ngram=args.block_ngram or 0)
+
+
 def cmd_eval(args) -> int:
+    from ..tasks import TranslateTask
+    from .translate import eval_translation
+
     task = _load_run(args)
+    if isinstance(task, TranslateTask):                          # translation runs: cli/translate.py
+        return eval_translation(args, task)
     if task.kind in labeled.LABELED_TASKS:                      # classify / tag / generate: cli/labeled.py
         return labeled.cmd_eval(task, args)
     labeled.check_lm_eval_flags(args)
@@ -290,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         name = args.command
-        command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict}[name]
+        from .translate import cmd_translate
+
+        command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict,
+                   "translate": cmd_translate}[name]
         _show_warnings(args.command)
         from ..backend.threads import set_num_threads
 

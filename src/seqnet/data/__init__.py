@@ -50,4 +50,5 @@ __all__ = [
     "resolve_corpus",
     "split_train_val",
     "tokenizer_from_json",
+    "Vocabulary",
 ]

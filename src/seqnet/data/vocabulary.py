@@ -1,4 +1,17 @@
-"""Symbol <-> id maps fitted on training data: token vocabularies (with <UNK>) and label sets (closed)."""
+"""Symbol <-> id maps fitted on training data: token vocabularies and closed label sets.
+
+A :class:`Vocabulary` puts its special symbols first (ids 0, 1, ...), then the tokens seen in
+training, most frequent first (ties by the token's text). Its ``kind`` says how a text is
+cut into tokens: "char" (its characters), "word" (its whitespace-separated words; decoding
+joins them with single spaces), or None for data that comes as token lists (CoNLL
+columns). A token never seen in training encodes to <UNK>; ``encode`` adds no other special,
+a model adds <BOS> and <EOS> where it needs them. The tagger's vocabularies have the one
+special <UNK> (:data:`TAGGING_SPECIALS`); a translation model's have <PAD>, <UNK>, <BOS>,
+<EOS> at ids 0-3 on both sides (:data:`SEQUENCE_SPECIALS`, so source and target agree).
+
+A :class:`LabelSet` is a closed set of names (classes, tags, conditions): a name never seen
+in training is an error naming the file and line where it appears.
+"""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,42 +21,101 @@ import numpy as np
 
 from ..errors import ConfigError, DataFileError
 
-UNK = "<UNK>"
+PAD, UNK, BOS, EOS = "<PAD>", "<UNK>", "<BOS>", "<EOS>"
+TAGGING_SPECIALS = (UNK,)
+SEQUENCE_SPECIALS = (PAD, UNK, BOS, EOS)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)                 # in SEQUENCE_SPECIALS
+VOCAB_KINDS = ("char", "word")
+
+
+def _check_kind(kind) -> None:
+    if kind is not None and kind not in VOCAB_KINDS:
+        raise ConfigError(f"kind: expected one of {', '.join(VOCAB_KINDS)} (or none: token lists), received {kind!r}")
 
 
 class Vocabulary:
-    """Tokens (any strings: words, characters) -> ids; id 0 is <UNK>, the rest by falling frequency."""
+    """Tokens <-> ids: ``specials`` first, then ``tokens``; see the module docstring."""
 
-    def __init__(self, symbols: Sequence[str]):
-        symbols = list(symbols)
-        if not symbols or symbols[0] != UNK or len(set(symbols)) != len(symbols):
-            raise ConfigError(f"vocabulary: expected {UNK!r} first and no repeats, received {symbols[:5]!r}...")
-        self.symbols = tuple(symbols)
-        self._ids = {s: i for i, s in enumerate(symbols)}
+    def __init__(self, tokens: Sequence[str], *, kind: str | None = None, specials: Sequence[str] = TAGGING_SPECIALS):
+        _check_kind(kind)
+        specials, tokens = tuple(specials), list(tokens)
+        if UNK not in specials or len(set(specials)) != len(specials):
+            raise ConfigError(f"specials: expected distinct names including {UNK!r}, received {list(specials)!r}")
+        bad = [t for t in tokens if not isinstance(t, str) or not t or t in specials
+               or (kind == "char" and len(t) != 1) or (kind == "word" and len(t.split()) != 1)]
+        if bad:
+            what = f"{kind} tokens" if kind else "tokens"
+            raise ConfigError(f"tokens: expected distinct {what} other than the specials, received {bad[:3]!r}")
+        if len(set(tokens)) != len(tokens):
+            raise ConfigError("tokens: expected no repeats")
+        self.kind, self.specials = kind, specials
+        self.symbols = specials + tuple(tokens)
+        self._ids = {s: i for i, s in enumerate(self.symbols)}
+        self.unk_id = self._ids[UNK]
+        self.pad_id, self.bos_id, self.eos_id = (self._ids.get(s) for s in (PAD, BOS, EOS))
 
     @classmethod
-    def fit(cls, sequences: Iterable[Sequence[str]], max_size: int | None = None) -> "Vocabulary":
+    def fit(cls, data: Iterable, *, kind: str | None = None, specials: Sequence[str] = TAGGING_SPECIALS,
+            max_size: int | None = None) -> "Vocabulary":
+        """The tokens of ``data`` (texts when ``kind`` is given, else token lists), the ``max_size``
+        most frequent when given, most frequent first."""
+        _check_kind(kind)
         counts: Counter[str] = Counter()
-        for tokens in sequences:
-            counts.update(tokens)
-        counts.pop(UNK, None)
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return cls([UNK, *(s for s, _ in ranked[:max_size])])
+        for item in data:
+            counts.update(_split(item, kind) if kind else item)
+        for special in specials:
+            counts.pop(special, None)
+        ranked = sorted(counts.items(), key=lambda entry: (-entry[1], entry[0]))
+        if kind == "char":
+            ranked = [(t, n) for t, n in ranked if not t.isspace() or t == " "]   # tabs/newlines are separators
+        return cls([t for t, _ in ranked[:max_size]], kind=kind, specials=specials)
 
     def __len__(self) -> int:
         return len(self.symbols)
 
-    def encode(self, tokens: Sequence[str]) -> np.ndarray:
-        return np.array([self._ids.get(t, 0) for t in tokens], dtype=np.int64)
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols)
+
+    def split(self, text: str) -> list[str]:
+        """The tokens of a text (kind "char" or "word")."""
+        if self.kind is None:
+            raise ConfigError("text: this vocabulary takes token lists, not text")
+        return _split(text, self.kind)
+
+    def encode(self, data) -> np.ndarray:
+        """A text (kind "char" or "word") or a token list -> (N,) int64 ids; unseen tokens -> <UNK>."""
+        tokens = self.split(data) if isinstance(data, str) and self.kind else data
+        return np.array([self._ids.get(t, self.unk_id) for t in tokens], dtype=np.int64)
+
+    def tokens_of(self, ids) -> list[str]:
+        return [self.symbols[int(i)] for i in np.asarray(ids).reshape(-1)]
+
+    def decode(self, ids) -> str:
+        """ids -> text (the specials appear by name)."""
+        tokens = self.tokens_of(ids)
+        return "".join(tokens) if self.kind == "char" else " ".join(tokens)
 
     def to_json(self) -> dict:
-        return {"symbols": list(self.symbols)}
+        return {"kind": self.kind, "specials": list(self.specials), "tokens": list(self.symbols[len(self.specials):])}
 
     @classmethod
-    def from_json(cls, data) -> "Vocabulary":
-        if not isinstance(data, dict) or not isinstance(data.get("symbols"), list):
-            raise ConfigError(f"vocabulary: expected {{'symbols': [...]}}, received {type(data).__name__}")
-        return cls(data["symbols"])
+    def from_json(cls, data, where: str = "vocabulary") -> "Vocabulary":
+        if not isinstance(data, dict) or not isinstance(data.get("tokens"), list) \
+                or not isinstance(data.get("specials"), list):
+            raise ConfigError(f"{where}: expected {{'kind': ..., 'specials': [...], 'tokens': [...]}}, received "
+                              f"{type(data).__name__}")
+        return cls(data["tokens"], kind=data.get("kind"), specials=data["specials"])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Vocabulary) and (self.kind, self.symbols) == (other.kind, other.symbols)
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({self.kind!r}, size={self.vocab_size})"
+
+
+def _split(text: str, kind: str) -> list[str]:
+    return list(text) if kind == "char" else text.split()
 
 
 class LabelSet:

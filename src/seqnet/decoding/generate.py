@@ -1,29 +1,25 @@
-"""Generating token sequences from any model that can be stepped one token at a time.
+"""Generating a fixed number of tokens from any model that can be stepped one token at a time.
 
-A model offers :class:`TokenSteps`: ``start(prefix)`` runs a (T, N) block of host token ids
-and returns the next-token logits (N, V) on the host with the model's state; ``step(ids,
-state)`` feeds one token per row. The loops below know nothing else about the model.
-:class:`DeviceTokenSteps` is the same with scores and ids left on the model's device, for
-:func:`sample_tokens_on_device`: no host round trip per token.
+A model offers :class:`TokenSteps` (:mod:`.search`): ``start(prefix)`` runs a (T, N) block
+of host token ids and returns the next-token logits (N, V) on the host with the model's
+state; ``step(ids, state)`` feeds one token per row. The loop knows nothing else about the
+model; it is the loop of :func:`seqnet.decoding.sample_search`. :class:`DeviceTokenSteps` is
+the same with scores and ids left on the model's device, for :func:`sample_tokens_on_device`:
+no host round trip per token.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import numpy as np
+
+from typing import Any, Protocol
 
 from .. import kernels
 from ..backend import to_numpy
 from ..errors import ConfigError
-from .sampling import check_sampling, gumbel_blocks, sample_next
+from .sampling import check_sampling
+from .search import TokenSteps, _sample_loop, check_count
 
-
-class TokenSteps(Protocol):
-    def start(self, prefix: np.ndarray) -> tuple[np.ndarray, Any]:
-        """prefix (T, N) host ids -> (logits (N, V) host float, state after the prefix)."""
-
-    def step(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-        """ids (N,) host ids -> (logits (N, V) host float, new state)."""
+__all__ = ["DeviceTokenSteps", "TokenSteps", "check_count", "check_seed", "sample_tokens", "sample_tokens_on_device"]
 
 
 class DeviceTokenSteps(Protocol):
@@ -38,13 +34,6 @@ class DeviceTokenSteps(Protocol):
 
     def step(self, ids: Any, state: Any) -> tuple[Any, Any]:
         """ids (N,) int64 on the device -> (scores (N, V) on the device, new state)."""
-
-
-def check_count(name: str, value, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ConfigError(f"{name}: expected {kind}, received {value!r}")
-    return int(value)
 
 
 def check_seed(seed) -> int | None:
@@ -64,26 +53,13 @@ def sample_tokens(steps: TokenSteps, prefix: np.ndarray, length: int, *, rng: np
     token). ``banned_id`` (<UNK>) is never produced. Unfiltered sampling draws its Gumbel noise
     in blocks: the same stream as one draw per token.
     """
-    check_sampling(temperature, top_k, top_p)
     length = check_count("length", length, low=0)
-    logits, state = steps.start(prefix)                                    # (N, V) on the host
-    count = logits.shape[0]
-    sampled = np.empty((length, count), dtype=np.int64)
-    finished = np.zeros(count, dtype=bool)
-    plain = not greedy and top_k is None and top_p is None
-    noise = gumbel_blocks(rng, logits.shape, min(length, 256)) if plain and length else None
-    for k in range(length):
-        if banned_id is not None:
-            logits[:, banned_id] = -np.inf
-        sampled[k] = token = sample_next(logits, rng, temperature=temperature, top_k=top_k, top_p=top_p,
-                                         greedy=greedy, gumbel=None if noise is None else next(noise))
-        if eos_id is not None:
-            finished |= token == eos_id
-            if finished.all():
-                return sampled[:k + 1]
-        if k + 1 < length:
-            logits, state = steps.step(token, state)                      # feed it back
-    return sampled
+    if length == 0:
+        return np.zeros((0, prefix.shape[1]), dtype=np.int64)
+    tokens, *_ = _sample_loop(steps, prefix, length, rng=rng, greedy=greedy, temperature=temperature, top_k=top_k,
+                              top_p=top_p, eos_id=eos_id, banned_ids=() if banned_id is None else (banned_id,),
+                              min_len=0, keep_attention=False)
+    return tokens
 
 
 def sample_tokens_on_device(steps: DeviceTokenSteps, prefix: np.ndarray, length: int, *, rng: np.random.Generator,

@@ -6,6 +6,11 @@ lengths are a per-step boolean mask (B, 1): where it is False the state is carri
 unchanged and no gradient reaches the gates, so the final state is the state at each row's
 last valid step, and a reverse scan starts at each row's own last step.
 
+:func:`step_forward` / :func:`step_backward` are the loop body (one cell step and its
+masking), shared by the scans and by :class:`SteppedScan`, the same loop driven one step
+at a time by a caller whose next input depends on the previous output (a decoder with
+input feeding); it leaves the same :class:`StepTape`.
+
 Shapes: T steps, B batch rows, H hidden units, G gates (``cell.num_gates``).
 """
 from __future__ import annotations
@@ -65,6 +70,33 @@ class StepTape:
         return xp.matmul(xp.matrix_transpose(xp.reshape(h_prev, (-1, hidden))), xp.reshape(d, (-1, width)))
 
 
+def step_forward(cell, xproj_t, state: tuple, p: UnitParams, mask_t=None, *, xp):
+    """One step of the time loop: ``cell.forward_step``, then rows whose ``mask_t`` (B, 1) is
+    False keep their state. Returns (new_state, cache). Shared by the scans below and by
+    :class:`SteppedScan`, so the loop body exists once."""
+    new_state, cache = cell.forward_step(xproj_t, state, p, xp=xp)
+    if mask_t is not None:
+        new_state = tuple(xp.where(mask_t, new, old) for new, old in zip(new_state, state))
+    return new_state, cache
+
+
+def step_backward(cell, cache, d_state: tuple, p: UnitParams, mask_t=None, *, xp):
+    """The backward of :func:`step_forward`: d_state is dL/d(new_state) -> (dL/d(state),
+    d_xproj_t, d_hproj_t, d_extra_t). Masked rows pass their gradient through unchanged and
+    send none into the gates."""
+    d_in = d_state if mask_t is None else tuple(xp.where(mask_t, d, 0.0) for d in d_state)
+    d_prev, d_x, d_h, d_step = cell.backward_step(d_in, cache, p, xp=xp)
+    if mask_t is not None:
+        d_prev = tuple(xp.where(mask_t, dp, d) for dp, d in zip(d_prev, d_state))
+    return d_prev, d_x, d_h, d_step
+
+
+def _add_extra(total, step):
+    if step is None:
+        return total
+    return step if total is None else {k: total[k] + v for k, v in step.items()}
+
+
 def scan_forward(cell, xproj, state0: tuple, p: UnitParams, masks: Sequence | None, reverse: bool, *, xp,
                  keep_tape: bool = True):
     """Run ``cell`` over time.
@@ -81,9 +113,7 @@ def scan_forward(cell, xproj, state0: tuple, p: UnitParams, masks: Sequence | No
     h_prev: list[Any] = [None] * steps
     state = state0
     for t in order:
-        new_state, cache = cell.forward_step(xproj[t, ...], state, p, xp=xp)
-        if masks is not None:
-            new_state = tuple(xp.where(masks[t], new, old) for new, old in zip(new_state, state))
+        new_state, cache = step_forward(cell, xproj[t, ...], state, p, None if masks is None else masks[t], xp=xp)
         if keep_tape:
             caches[t], h_prev[t] = cache, state[0]
         hs[t] = new_state[0]
@@ -111,11 +141,63 @@ def scan_backward(cell, tape: StepTape, d_hs, d_final: tuple, p: UnitParams, mas
     for t in order:
         if d_hs is not None:
             d_state = (d_state[0] + d_hs[t, ...],) + d_state[1:]
-        d_in = d_state if masks is None else tuple(xp.where(masks[t], d, 0.0) for d in d_state)
-        d_prev, d_x[t], d_h[t], d_step = cell.backward_step(d_in, tape.caches[t], p, xp=xp)
-        d_state = d_prev if masks is None else tuple(xp.where(masks[t], dp, d) for dp, d in zip(d_prev, d_state))
-        if d_step is not None:
-            d_extra = d_step if d_extra is None else {k: d_extra[k] + v for k, v in d_step.items()}
+        d_state, d_x[t], d_h[t], d_step = step_backward(cell, tape.caches[t], d_state, p,
+                                                        None if masks is None else masks[t], xp=xp)
+        d_extra = _add_extra(d_extra, d_step)
     d_xproj = xp.stack(d_x)
     d_hproj = d_xproj if d_h[0] is d_x[0] else xp.stack(d_h)
     return d_state, d_xproj, d_hproj, d_extra
+
+
+class SteppedScan:
+    """The reference scan of one layer (forward in time) driven one step at a time by its caller.
+
+    For recurrences whose next input depends on the previous output (a decoder with input
+    feeding): ``forward(xproj_t, mask_t)`` runs :func:`step_forward` and records the step on
+    a :class:`StepTape`; backward walks the recorded steps latest first,
+    ``backward(d_h_t, mask_t) -> d_xproj_t`` with :func:`step_backward`, after
+    ``begin_backward(d_final)``; ``end_backward()`` returns d_state0 and the stacked
+    ``d_hproj``, so :meth:`Cell.recurrent_grads` takes the weight gradients from all steps at
+    once, as after :func:`scan_backward`.
+    Stepping a whole sequence computes exactly what the reference scan computes.
+    """
+
+    def __init__(self, cell, p: UnitParams, state0: tuple, *, xp):
+        self.cell, self.p, self.xp = cell, p, xp
+        self.state = state0
+        self.tape = StepTape([], [], reverse=False)
+        self._d_state: tuple | None = None
+        self._d_h: list = []
+        self._d_extra = None
+        self._walked = 0
+
+    @property
+    def steps(self) -> int:
+        return len(self.tape.caches)
+
+    def forward(self, xproj_t, mask_t=None):
+        """xproj_t (B, G*H) -> the new hidden state (B, H) (carried, not zeroed, where masked)."""
+        new_state, cache = step_forward(self.cell, xproj_t, self.state, self.p, mask_t, xp=self.xp)
+        self.tape.caches.append(cache)
+        self.tape.h_prev.append(self.state[0])
+        self.state = new_state
+        return new_state[0]
+
+    def begin_backward(self, d_final: tuple) -> None:
+        """d_final: tuple of (B, H), the gradient w.r.t. the state after the last step."""
+        self._d_state = d_final
+
+    def backward(self, d_h_t, mask_t=None):
+        """The latest step not yet walked: d_h_t (B, H) (its output's gradient) -> d_xproj_t (B, G*H)."""
+        t = self.steps - 1 - self._walked
+        d_state = (self._d_state[0] + d_h_t,) + self._d_state[1:]
+        self._d_state, d_x, d_h, d_step = step_backward(self.cell, self.tape.caches[t], d_state, self.p, mask_t,
+                                                        xp=self.xp)
+        self._d_h.append(d_h)
+        self._d_extra = _add_extra(self._d_extra, d_step)
+        self._walked += 1
+        return d_x
+
+    def end_backward(self):
+        """(d_state0, d_hproj (T, B, G*H) in time order, d_extra), once every step was walked."""
+        return self._d_state, self.xp.stack(self._d_h[::-1]), self._d_extra

@@ -10,6 +10,11 @@ the input projection of all timesteps is one (T*B, I) @ (I, G*H) matmul. Per lay
 direction the work is: input projection (one matmul), :meth:`Cell.project_input` (the
 bias, or the cell's own transform), the time loop that :func:`seqnet.kernels.scan_kernels`
 selects, and after backward one matmul per weight gradient.
+
+:meth:`Recurrent.steps` runs a unidirectional stack one timestep at a time with a tape, and
+walks it back one step at a time (:class:`RecurrentSteps`), for decoders whose next input
+depends on their previous output; :meth:`Recurrent.stepper` is its tape-free form for
+generation.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from ..backend import check_array, to_numpy
 from ..backend.registry import _array_library
 from ..cells import Cell, GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
+from ..kernels import time_loop
 from ..kernels.time_loop import UnitParams
 from .base import BackpropOnce, Layer
 from .dropout import check_dropout, dropout_mask
@@ -236,10 +242,9 @@ class Recurrent(Layer):
         joined = [xp.stack([s[k] for s in per_unit]) for k in range(len(self.cell.state_names))]
         return joined[0] if len(joined) == 1 else tuple(joined)
 
-    def _masks(self, lengths, steps: int, batch: int):
-        """lengths -> (per-step (B, 1) bool masks, (T, B, 1) mask); (None, None) when every row is full."""
-        if lengths is None:
-            return None, None
+    @staticmethod
+    def _host_lengths(lengths, batch: int) -> np.ndarray:
+        """lengths (a sequence or an array of any backend) -> (B,) host integers."""
         if _array_library(lengths) is not None:
             host = to_numpy(lengths)  # one host transfer per call, never per step
         else:
@@ -251,6 +256,13 @@ class Recurrent(Layer):
             raise DTypeError(f"lengths: expected integers, received dtype {host.dtype}")
         if host.shape != (batch,):
             raise ShapeError(f"lengths: expected one length per batch row, shape ({batch},), received shape {host.shape}")
+        return host
+
+    def _masks(self, lengths, steps: int, batch: int):
+        """lengths -> (per-step (B, 1) bool masks, (T, B, 1) mask); (None, None) when every row is full."""
+        if lengths is None:
+            return None, None
+        host = self._host_lengths(lengths, batch)
         bad = [int(v) for v in host if not 1 <= v <= steps]
         if bad:
             raise ConfigError(f"lengths: every length must lie in 1..{steps} (T), received {bad}")
@@ -415,6 +427,153 @@ class Recurrent(Layer):
                 new_states.append(final)
             return h, new_states
         return step
+
+
+    def steps(self, batch: int, hx=None, lengths=None, *, training: bool = True) -> "RecurrentSteps":
+        """A forward run one timestep at a time, with a tape, for recurrences whose next input
+        depends on the previous output (a decoder with input feeding); see :class:`RecurrentSteps`.
+
+        Unidirectional stacks only. ``hx`` as in :meth:`forward`; ``lengths`` (B,) as in
+        :meth:`forward` (rows past their length carry their state and output zeros);
+        ``training`` draws dropout masks between layers. Weights are read now.
+        """
+        return RecurrentSteps(self, batch, hx, lengths, training)
+
+
+class RecurrentSteps:
+    """One stepped forward pass of a :class:`Recurrent` stack and its backward, step by step.
+
+    ``h = run.step(x)`` feeds x (B, I) and returns the top layer's output (B, H); ``run.h_n``
+    is the state so far (h_n's layout). Backward walks the steps latest first:
+    ``run.begin_backward(d_h_n)``, then ``dx = run.backstep(d_h)`` once per step, from the last
+    to the first, then ``dhx = run.end_backward()``, which adds every parameter gradient
+    (once, from all steps: W_hh by :meth:`Cell.recurrent_grads`, W_ih as one matmul).
+
+    Each layer is a :class:`seqnet.kernels.time_loop.SteppedScan`: the reference loop's own
+    step (the cells' ``forward_step`` / ``backward_step``, with the same masking), on every
+    backend. The fused whole-sequence kernels of :func:`seqnet.kernels.scan_kernels` cannot
+    serve here: they run all T steps inside one call, and this caller needs each step's
+    output before it can make the next step's input. Stepping a whole sequence equals
+    :meth:`Recurrent.forward` and its backprop (tests/test_stepping.py).
+    """
+
+    def __init__(self, layer: Recurrent, batch: int, hx, lengths, training: bool):
+        if layer.num_directions != 1:
+            raise ConfigError("steps: needs a unidirectional layer (a reverse direction needs the whole input first)")
+        self.layer, self.batch = layer, check_positive_int("batch", batch)
+        self.training = bool(training)
+        xp = layer.backend.xp
+        self._units = [layer._unit_params(k, 0) for k in range(layer.num_layers)]
+        states0 = layer._split_state(hx, self.batch, "hx")
+        self._scans = [time_loop.SteppedScan(layer.cell, p, s, xp=xp) for p, s in zip(self._units, states0)]
+        self._lengths = None if lengths is None else layer._host_lengths(lengths, self.batch)
+        if self._lengths is not None and np.any(self._lengths < 1):
+            raise ConfigError(f"lengths: every length must be >= 1, received {[int(v) for v in self._lengths]}")
+        self._records: list[list] = []        # per step, per layer: (layer input, projection cache, dropout mask)
+        self._masks: list = []
+        self._backward = None                 # per layer: [d_raw per step (latest first), summed projection grads]
+        self._walked = 0
+        self._guard = BackpropOnce("RecurrentSteps backward")
+
+    @property
+    def h_n(self):
+        """The state after the steps so far, in :meth:`Recurrent.forward`'s h_n layout."""
+        return self.layer._join_state([scan.state for scan in self._scans])
+
+    @property
+    def num_steps(self) -> int:
+        return len(self._records)
+
+    def _mask(self, t: int):
+        if self._lengths is None or np.all(self._lengths > t):
+            return None
+        return self.layer.backend.asarray((self._lengths > t)[:, None])
+
+    def step(self, x):
+        """x (B, I) -> the top layer's output at this step (B, H), zero where a row is past its length."""
+        layer, xp = self.layer, self.layer.backend.xp
+        if self._backward is not None:
+            raise ConfigError("step: backward has begun; make a new run with Recurrent.steps()")
+        x = check_array(layer.backend, x, "x", ndim=2, dtype=layer.dtype_name)
+        if tuple(x.shape) != (self.batch, layer.input_size):
+            raise ShapeError(f"x: expected shape ({self.batch}, {layer.input_size}) (B, input_size), "
+                             f"received {tuple(x.shape)}")
+        mask = self._mask(self.num_steps)
+        records, h = [], x
+        for k, (p, scan) in enumerate(zip(self._units, self._scans)):
+            drop = None
+            if self.training and k > 0 and layer.dropout > 0:
+                drop = dropout_mask(layer.dropout_rng, tuple(h.shape), layer.dropout, layer.backend, layer.dtype_name)
+                h = h * drop
+            xproj, cache = layer.cell.project_input(xp.matmul(h, p.weight_ih), p, xp=xp)
+            records.append((h, cache, drop))
+            h = scan.forward(xproj, mask)
+            if mask is not None:
+                h = xp.where(mask, h, 0.0)
+        self._records.append(records)
+        self._masks.append(mask)
+        return h
+
+    def begin_backward(self, d_h_n=None) -> None:
+        """Start walking back: d_h_n like :attr:`h_n` (None: no gradient on the final state)."""
+        self._guard.consume()
+        if not self._records:
+            raise ConfigError("begin_backward: no step was run")
+        d_finals = self.layer._split_state(d_h_n, self.batch, "d_h_n")
+        for scan, d_final in zip(self._scans, d_finals):
+            scan.begin_backward(d_final)
+        self._backward = [([], {}) for _ in self._units]
+
+    def backstep(self, d_h):
+        """The latest step not yet walked: d_h (B, H), the gradient of its output -> dx (B, I)."""
+        layer, xp = self.layer, self.layer.backend.xp
+        if self._backward is None:
+            raise ConfigError("backstep: call begin_backward() first")
+        if self._walked == self.num_steps:
+            raise ConfigError(f"backstep: all {self.num_steps} steps were already walked back")
+        d_h = check_array(layer.backend, d_h, "d_h", ndim=2, dtype=layer.dtype_name)
+        if tuple(d_h.shape) != (self.batch, layer.hidden_size):
+            raise ShapeError(f"d_h: expected shape ({self.batch}, {layer.hidden_size}) (B, hidden_size), "
+                             f"received {tuple(d_h.shape)}")
+        t = self.num_steps - 1 - self._walked
+        mask = self._masks[t]
+        for k in range(len(self._units) - 1, -1, -1):
+            p, (_, cache, drop) = self._units[k], self._records[t][k]
+            if mask is not None:
+                d_h = xp.where(mask, d_h, 0.0)
+            d_xproj = self._scans[k].backward(d_h, mask)
+            d_raw, grads = layer.cell.project_input_backward(d_xproj, cache, p, xp=xp)
+            d_raws, sums = self._backward[k]
+            d_raws.append(d_raw)
+            for stem, g in grads.items():
+                sums[stem] = g if stem not in sums else sums[stem] + g
+            d_h = xp.matmul(d_raw, xp.matrix_transpose(p.weight_ih))
+            if drop is not None:
+                d_h = d_h * drop
+        self._walked += 1
+        return d_h
+
+    def end_backward(self):
+        """Add every parameter gradient; returns dhx (like h_n), the gradient w.r.t. the initial state."""
+        layer, xp = self.layer, self.layer.backend.xp
+        if self._backward is None or self._walked != self.num_steps:
+            raise ConfigError(f"end_backward: walk back all {self.num_steps} steps first "
+                              f"({self._walked} walked)")
+        d_states0 = []
+        for k, (p, scan) in enumerate(zip(self._units, self._scans)):
+            d_state0, d_hproj, d_extra = scan.end_backward()
+            d_states0.append(d_state0)
+            grads = layer.cell.recurrent_grads(scan.tape, d_hproj, d_extra, p, xp=xp)
+            d_raws, sums = self._backward[k]
+            grads.update(sums)
+            inputs = xp.concat([record[k][0] for record in self._records], axis=0)       # (T*B, I)
+            grads["weight_ih"] = xp.matmul(xp.matrix_transpose(inputs), xp.concat(d_raws[::-1], axis=0))
+            sfx = layer._suffix(k, 0)
+            for stem, g in grads.items():
+                param = layer._params[stem + sfx]
+                param.grad = param.grad + g
+        self._records = self._backward = None
+        return layer._join_state(d_states0)
 
 
 class RNN(Recurrent):

@@ -94,13 +94,6 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return found
 
 
-def token_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
-    """Fraction of tokens whose predicted tag equals the gold tag."""
-    _check_aligned(gold, pred)
-    total = sum(len(g) for g in gold)
-    return sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / total if total else 0.0
-
-
 def _check_aligned(gold, pred) -> None:
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ConfigError("gold, pred: expected the same number of sentences, each with as many predicted as "

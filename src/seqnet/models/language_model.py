@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
-from ..decoding import check_sampling, sample_tokens, sample_tokens_on_device
+from ..decoding import beam_search, check_sampling, sample_tokens, sample_tokens_on_device
 from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
@@ -190,11 +190,16 @@ class LanguageModel(Layer):
 
     def generate(self, prime: str = "", length: int = 200, *, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, greedy: bool = False, seed: int | None = None, num_samples: int = 1,
-                 stop_at_eos: bool = True) -> list[str]:
+                 stop_at_eos: bool = True, beam: int | None = None, length_penalty: str = "none", alpha: float = 0.0,
+                 block_ngram: int = 0) -> list[str]:
         """Sample ``num_samples`` continuations of ``prime`` in one batch; returns the texts (prime included).
 
         Word models stop a sample at <EOS> when ``stop_at_eos``. Unknown characters in
-        ``prime`` map to <UNK>; <UNK> itself is never generated.
+        ``prime`` map to <UNK>; <UNK> itself is never generated. With ``beam`` = K, beam
+        search (:func:`seqnet.decoding.beam_search`) returns the ``num_samples`` most likely
+        continuations of up to ``length`` tokens instead, best first, ranked with
+        ``length_penalty`` / ``alpha`` and without repeated ``block_ngram``-grams; the sampling
+        controls (temperature, top_k, top_p, greedy, seed) do not apply to it.
         """
         tokenizer = self._require_tokenizer()
         check_sampling(temperature, top_k, top_p)
@@ -205,6 +210,9 @@ class LanguageModel(Layer):
         if prime_ids.shape[0] == 0:                    # no context: start as after a line end
             prime_ids = self._line_start(tokenizer, rng)
         eos = tokenizer.eos_id if stop_at_eos else None
+        if beam is not None:
+            return self._beam_generate(prime_ids, length, beam, num_samples, eos, length_penalty, alpha, block_ngram,
+                                       temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
         prefix = np.repeat(prime_ids[:, None], num_samples, axis=1)
         if self.backend.name != "numpy" and top_k is None and top_p is None:
             # Scores and ids stay on the device: no host round trip per token (numpy's host
@@ -218,6 +226,21 @@ class LanguageModel(Layer):
                                     banned_id=tokenizer.unk_id)
         return [self._decode_until_eos(np.concatenate([prime_ids, sampled[:, n]]), len(prime_ids), eos)
                 for n in range(num_samples)]
+
+    def _beam_generate(self, prime_ids, length, beam, n_best, eos, length_penalty, alpha, block_ngram, **sampling):
+        changed = [name for name, value in sampling.items() if value not in (None, False, 1.0)]
+        if changed:
+            raise ConfigError(f"beam: beam search does not sample; drop {', '.join(changed)} (received "
+                              + ", ".join(f"{k}={sampling[k]!r}" for k in changed) + ")")
+        beam = check_count("beam", beam, low=1)
+        if length == 0:
+            return [self.tokenizer.decode(prime_ids)] * min(n_best, beam)
+        banned = () if self.tokenizer.unk_id is None else (self.tokenizer.unk_id,)
+        (hyps,) = beam_search(self.token_steps(beam, length), prime_ids[:, None], length, beam=beam, n_best=n_best,
+                              eos_id=eos, banned_ids=banned, length_penalty=length_penalty, alpha=alpha,
+                              block_ngram=block_ngram)
+        ends = [np.array([eos] if h.finished else [], dtype=np.int64) for h in hyps]
+        return [self.tokenizer.decode(np.concatenate([prime_ids, h.tokens, end])) for h, end in zip(hyps, ends)]
 
     @staticmethod
     def _line_start(tokenizer, rng: np.random.Generator) -> np.ndarray:
@@ -250,7 +273,8 @@ class LanguageModel(Layer):
 
 
 class LanguageModelSteps:
-    """One token at a time through a :class:`LanguageModel`, host ids in, host logits out.
+    """One token at a time through a :class:`LanguageModel`, host ids in, host logits out
+    (:class:`seqnet.decoding.SearchSteps`: its state can be re-indexed for beam search).
 
     When the vocabulary is small next to the tokens to generate, layer 0's input projections
     come from the input table E @ W_ih, made once here; each step looks up a row. Weights are
@@ -270,6 +294,11 @@ class LanguageModelSteps:
         model = self.model
         logits, h_n = model(model.device_ids(prefix))
         return to_numpy(logits[-1, ...]), model.rnn.step_states(h_n, prefix.shape[1])
+
+    def reorder(self, states, rows: np.ndarray):
+        """The states of rows ``rows`` (host ints), in that order: beams re-indexed."""
+        xp, idx = self.model.backend.xp, self.model.device_ids(rows)
+        return [tuple(xp.take(part, idx, axis=0) for part in layer) for layer in states]
 
     def step(self, ids: np.ndarray, states):
         xp = self.model.backend.xp

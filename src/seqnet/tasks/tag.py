@@ -85,7 +85,7 @@ class TagTask(SequenceTask):
         tags = LabelSet.fit([t for s in (train if config.valid else sentences) for t in s.tags], "tag")
         scheme = scheme_of(tags.names, config.data)
         counts = Counter(t for s in train for t in s.tags)
-        setup = {"vocabulary": Vocabulary.fit([s.tokens for s in train], config.max_words).to_json(),
+        setup = {"vocabulary": Vocabulary.fit([s.tokens for s in train], max_size=config.max_words).to_json(),
                  "tags": tags.to_json(), "scheme": scheme, "tag_counts": [counts[t] for t in tags.names]}
         setup["data_fingerprint"] = data_fingerprint(config)
         warn(scheme_warnings(sentences if config.valid is None else sentences + valid, scheme), "tag-scheme warnings")
@@ -208,7 +208,7 @@ class TagTask(SequenceTask):
 
 def build_model(config: TagConfig, setup: dict, backend, device, dtype, seed) -> SequenceTagger:
     with backend_context(backend, device):
-        return SequenceTagger(len(setup["tags"]), vocab_size=len(setup["vocabulary"]["symbols"]),
+        return SequenceTagger(len(setup["tags"]), vocab_size=len(Vocabulary.from_json(setup["vocabulary"])),
                               embed_size=config.embed, hidden_size=config.hidden, num_layers=config.layers,
                               cell=config.cell, bidirectional=not config.unidirectional, dropout=config.dropout,
                               crf=config.crf, dtype=dtype, seed=seed)

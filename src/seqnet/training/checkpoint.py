@@ -28,28 +28,23 @@ backend arrays to numpy before saving. The run directory has one writer (see run
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from seqnet.errors import BackendMismatchError, CheckpointError, ConfigError, DTypeError, SeqnetWarning
+from seqnet.errors import CheckpointError, ConfigError, SeqnetWarning
+from seqnet import array_files
+from seqnet.array_files import ARRAY_SUFFIXES, decode_arrays, encode_arrays, load_arrays, save_arrays
 from seqnet.files import atomic_write_bytes, fsync_dir, is_run_directory, umask_mode
 from seqnet.random_state import rng_from_json, rng_to_json
-
-try:
-    import safetensors.numpy as _safetensors
-except ImportError:  # optional dependency: fall back to .npz
-    _safetensors = None
 
 __all__ = [
     "Checkpoint",
@@ -69,12 +64,8 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 POINTER_FORMAT = "seqnet-run"
 
-# Format used for new array files; tests turn it off to exercise the .npz path.
-USE_SAFETENSORS: bool = _safetensors is not None
-
 _STEP_DIR = re.compile(r"step-(\d{8,})")
 _TEMP_PREFIX = ".tmp-"
-_ARRAY_SUFFIXES = (".safetensors", ".npz")
 
 
 @dataclass(frozen=True)
@@ -158,100 +149,6 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what}: {path} holds a JSON {type(obj).__name__}, expected an object")
     return obj
-
-
-# --------------------------------------------------------------------------- array files
-
-
-def _array_suffix() -> str:
-    return ".safetensors" if USE_SAFETENSORS else ".npz"
-
-
-def _checked_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
-    checked = {}
-    for name, value in arrays.items():
-        if not isinstance(name, str):
-            raise CheckpointError(f"cannot write {path}: array name {name!r} is not a str")
-        if isinstance(value, np.generic):
-            value = np.asarray(value)
-        if not isinstance(value, np.ndarray):
-            kind = f"{type(value).__module__}.{type(value).__name__}"
-            raise BackendMismatchError(
-                f"cannot write {path}: array {name!r} is a {kind}, expected a numpy.ndarray "
-                "(convert backend arrays to numpy before saving)"
-            )
-        if value.dtype.hasobject:
-            raise DTypeError(f"cannot write {path}: array {name!r} has dtype object, which needs pickle")
-        # not np.ascontiguousarray: it turns 0-d arrays into 1-d ones
-        checked[name] = value if value.flags.c_contiguous else value.copy(order="C")
-    return checked
-
-
-def _encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
-    # What np.savez writes, without its keyword-argument API (an array named "file" would
-    # collide with its first parameter) and with pickling refused.
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _encode_arrays(arrays: dict[str, np.ndarray], path: Path) -> bytes:
-    """Serialize ``arrays`` in the format that ``path``'s suffix names."""
-    arrays = _checked_arrays(arrays, path)
-    if path.suffix == ".npz":
-        return _encode_npz(arrays)
-    if path.suffix == ".safetensors":
-        if _safetensors is None:
-            raise CheckpointError(f"cannot write {path}: the safetensors package is not installed")
-        try:
-            return _safetensors.save(arrays)
-        except Exception as exc:  # SafetensorError: an unsupported dtype such as complex128
-            raise DTypeError(f"cannot write {path}: {exc}") from exc
-    raise CheckpointError(f"cannot write {path}: expected suffix .safetensors or .npz")
-
-
-def _decode_arrays(data: bytes, path: Path) -> dict[str, np.ndarray]:
-    """Parse array-file bytes; any failure becomes a CheckpointError naming ``path``."""
-    if path.suffix == ".safetensors" and _safetensors is None:
-        raise CheckpointError(f"cannot read {path}: the safetensors package is not installed")
-    if path.suffix not in _ARRAY_SUFFIXES:
-        raise CheckpointError(f"cannot read {path}: expected suffix .safetensors or .npz")
-    try:
-        if path.suffix == ".safetensors":
-            arrays = dict(_safetensors.load(data))
-        else:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-    except Exception as exc:  # the parsers raise many types; all mean "not a valid file"
-        raise CheckpointError(f"array file {path} is truncated, corrupt or not an array file: {exc}") from exc
-    return arrays
-
-
-def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Atomically write numpy ``arrays`` to ``path``; the format follows its suffix.
-
-    The suffix is replaced by .safetensors (when that package is importable) or .npz; the
-    path actually written is returned.
-    """
-    path = Path(path).with_suffix(_array_suffix())
-    atomic_write_bytes(path, _encode_arrays(arrays, path))
-    return path
-
-
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read the arrays of a .safetensors or .npz file (format from the suffix), without pickle.
-
-    The dict is in file order, which safetensors chooses; look arrays up by name.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read array file {path}: {exc}") from exc
-    return _decode_arrays(data, path)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -351,8 +248,8 @@ def save_checkpoint(
     if trainer_arrays is not None:
         roles.append(("trainer", trainer_arrays))
     for role, arrays in roles:
-        name = role + _array_suffix()
-        data = _encode_arrays(arrays, step_dir / name)
+        name = role + array_files.suffix()
+        data = encode_arrays(arrays, step_dir / name)
         files[name] = data
         manifest[role] = {
             "file": name,
@@ -391,7 +288,7 @@ def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarra
     if not isinstance(entry, dict) or not {"file", "bytes", "sha256"} <= entry.keys():
         raise CheckpointError(f"{meta_path}: manifest entry {role!r} is missing or malformed: {entry!r}")
     name = entry["file"]
-    if not isinstance(name, str) or Path(name).name != name or Path(name).suffix not in _ARRAY_SUFFIXES:
+    if not isinstance(name, str) or Path(name).name != name or Path(name).suffix not in ARRAY_SUFFIXES:
         raise CheckpointError(f"{meta_path}: array file name {name!r} is not a plain .safetensors/.npz name")
     path = step_dir / name
     try:
@@ -409,7 +306,7 @@ def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarra
             f"checkpoint file {name} is truncated or corrupt (sha256 mismatch: "
             f"expected {entry['sha256']}, found {digest}): {path}"
         )
-    arrays = _decode_arrays(data, path)
+    arrays = decode_arrays(data, path)
     names = entry.get("names", list(arrays))
     if sorted(names) != sorted(arrays):
         raise CheckpointError(f"checkpoint file {name} holds arrays {sorted(arrays)}, expected {sorted(names)}")

@@ -200,7 +200,6 @@ class Trainer:
 
         The run directory is held (locked) while this runs and released when it returns or
         raises; a second call takes it again."""
-        cfg, task = self.config, self.task
         self.directory.acquire()
         try:
             return self._run()

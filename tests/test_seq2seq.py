@@ -1,0 +1,264 @@
+"""The encoder-decoder against independent oracles.
+
+Every parameter gradient of ``loss_and_grads`` (masked cross-entropy over padded targets,
+variable source lengths) against float64 central differences of ``loss``: every attention
+type with and without input feeding, every cell (layer-norm LSTM included), stacked and
+bidirectional, dropout with fixed masks; on numpy in full and on every other backend once.
+The decoding steps fed the reference target reproduce the teacher-forced logits; padding a
+source changes nothing; beam width 1 equals greedy and a wider beam scores at least as high
+on these models; attention weights of translations are distributions over the source.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seqnet
+from seqnet import to_numpy
+from seqnet.data.vocabulary import BOS_ID, EOS_ID, PAD_ID
+from seqnet.decoding import beam_search, sample_search
+from seqnet.errors import ConfigError
+from seqnet.models import Seq2Seq
+
+SRC_V, TGT_V, E, H = 7, 8, 3, 4
+SRC = np.array([[4, 5, 6], [5, 6, 4], [6, PAD_ID, 4], [4, PAD_ID, PAD_ID]])      # (S=4, B=3)
+LENGTHS = np.array([4, 2, 3])
+TGT = [[5, 6, 7, 4], [7], [6, 6]]                                                 # target tokens per source
+
+
+def _targets(rows=TGT):
+    """(tgt_in, tgt_out, mask) (T, B): <BOS> y / y <EOS>, padded."""
+    steps = max(len(r) for r in rows) + 1
+    tgt_in = np.full((steps, len(rows)), PAD_ID)
+    tgt_out = np.full((steps, len(rows)), PAD_ID)
+    for b, r in enumerate(rows):
+        tgt_in[:len(r) + 1, b] = [BOS_ID, *r]
+        tgt_out[:len(r) + 1, b] = [*r, EOS_ID]
+    return tgt_in, tgt_out, tgt_out != PAD_ID
+
+
+def _model(attention="general", input_feed=True, cell="lstm", layers=2, bidirectional=True, dropout=0.0,
+           layer_norm=False, dtype="float64", seed=0, **kw):
+    return Seq2Seq(SRC_V, TGT_V, E, H, layers, cell, bidirectional, attention, input_feed, dropout=dropout,
+                   layer_norm=layer_norm, dtype=dtype, seed=seed, **kw)
+
+
+def _device(model, backend):
+    tgt_in, tgt_out, mask = _targets()
+    ids = lambda a: backend.asarray(np.asarray(a, dtype=np.int64), "int64")   # noqa: E731
+    return ids(SRC), LENGTHS, ids(tgt_in), ids(tgt_out), backend.asarray(mask)
+
+
+def check_model_gradients(model, backend, entries: int, dropout_seed=None):
+    batch = _device(model, backend)
+
+    def loss():
+        if dropout_seed is not None:
+            model.dropout_rng.bit_generator.state = np.random.default_rng(dropout_seed).bit_generator.state
+            return float(to_numpy(_training_loss(model, batch, grads=False)))
+        return float(to_numpy(model.loss(*batch)))
+
+    model.zero_grad()
+    if dropout_seed is not None:
+        model.dropout_rng.bit_generator.state = np.random.default_rng(dropout_seed).bit_generator.state
+    _training_loss(model, batch, grads=True)
+    grads = {k: to_numpy(v) for k, v in model.grads.items()}
+    params = {k: to_numpy(v) for k, v in model.state_dict().items()}
+    assert set(grads) == set(params)
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for name, value in params.items():
+        flat = value.reshape(-1)
+        idx = rng.choice(flat.size, size=min(entries, flat.size), replace=False)
+        numeric = []
+        for i in idx:
+            saved = flat[i]
+            flat[i] = saved + 1e-6
+            model.load_state_dict(params)
+            up = loss()
+            flat[i] = saved - 1e-6
+            model.load_state_dict(params)
+            down = loss()
+            flat[i] = saved
+            numeric.append((up - down) / 2e-6)
+        analytic = grads[name].reshape(-1)[idx]
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+        worst = max(worst, float(np.max(np.abs(analytic - np.asarray(numeric)))))
+    model.load_state_dict(params)
+    assert any(np.any(g != 0) for g in grads.values())
+    return grads
+
+
+def _training_loss(model, batch, grads: bool):
+    """The training objective with dropout active (loss_and_grads), optionally without keeping the gradients."""
+    saved = {k: v for k, v in model.param_grads.items()}
+    loss = model.loss_and_grads(*batch[:4], batch[4])
+    if not grads:
+        for k, v in saved.items():
+            model.param_grads[k] = v
+    return loss
+
+
+@pytest.mark.parametrize("input_feed", [True, False], ids=["feed", "no-feed"])
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "dot", "general"])
+def test_whole_model_gradients_every_attention_numpy(attention, input_feed):
+    if attention == "none" and not input_feed:
+        pytest.skip("without attention there is no input feeding: the other case covers it")
+    with seqnet.backend("numpy") as backend:
+        grads = check_model_gradients(_model(attention, input_feed), backend, entries=6)
+    # padded source positions feed nothing: the encoder's input gradient at them is zero
+    assert "src_embedding.weight" in grads and np.any(grads["src_embedding.weight"][PAD_ID] == 0)
+
+
+@pytest.mark.parametrize("cell,layer_norm,bidirectional", [("gru", False, True), ("rnn", False, False),
+                                                          ("lstm", True, True), ("gru", False, False)],
+                         ids=["gru", "rnn-unidirectional", "lstm_ln", "gru-unidirectional"])
+def test_whole_model_gradients_every_cell_numpy(cell, layer_norm, bidirectional):
+    with seqnet.backend("numpy") as backend:
+        check_model_gradients(_model("bahdanau", True, cell, layer_norm=layer_norm, bidirectional=bidirectional),
+                              backend, entries=5)
+
+
+def test_whole_model_gradients_with_dropout_and_shared_embeddings():
+    """dropout=0.3 everywhere it applies (embeddings, between layers, attentional outputs,
+    stepped and whole): backward is exact for the masks drawn; one table for both sides."""
+    with seqnet.backend("numpy") as backend:
+        model = Seq2Seq(TGT_V, TGT_V, E, H, 2, "lstm", True, "general", True, dropout=0.3, share_embeddings=True,
+                        dtype="float64", seed=3)
+        assert "tgt_embedding.weight" not in model.state_dict()
+        check_model_gradients(model, backend, entries=5, dropout_seed=11)
+        check_model_gradients(Seq2Seq(SRC_V, TGT_V, E, H, 2, "gru", True, "dot", False, dropout=0.3,
+                                      dtype="float64", seed=4), backend, entries=5, dropout_seed=12)
+
+
+def test_whole_model_gradients_every_backend(xb64):
+    if xb64.name == "numpy":
+        pytest.skip("numpy runs the full matrix above")
+    entries = 2 if xb64.name == "array_api_strict" else 3
+    check_model_gradients(_model("bahdanau", True, "lstm", layers=1), xb64, entries=entries)
+
+
+def test_float32_training_and_translation_every_backend(xb):
+    """The float32 path end to end (no float64 leak on strict's no_float64 device)."""
+    model = _model("general", True, dtype="float32", layers=1)
+    batch = _device(model, xb)
+    loss = model.loss_and_grads(*batch[:4], batch[4])
+    assert xb.owns(loss) and np.isfinite(float(to_numpy(loss)))
+    assert all(xb.owns(g) for g in model.param_grads.values())
+    (result,) = model.translate([np.array([4, 5, 6])], beam=2, max_len_b=4)
+    assert len(result.outputs) == 1 and result.attention[0].shape[1] == 3
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize("attention,input_feed", [("none", False), ("general", True), ("bahdanau", False)])
+def test_decoding_steps_reproduce_the_teacher_forced_logits(xb64, attention, input_feed):
+    """Feeding the reference target token by token through the inference steps gives the
+    logits of the training forward (no dropout) at every step."""
+    model = _model(attention, input_feed, seed=5)
+    src, lengths, tgt_in, _, _ = _device(model, xb64)
+    want = to_numpy(model(src, lengths, tgt_in))                                 # (T, B, V)
+    steps = model.steps(SRC, LENGTHS)
+    host_in = to_numpy(tgt_in)
+    logits, state = steps.start(host_in[:1])
+    got = [logits]
+    for t in range(1, host_in.shape[0]):
+        logits, state = steps.step(host_in[t], state)
+        got.append(logits)
+    np.testing.assert_allclose(np.stack(got), want, rtol=1e-10, atol=1e-12)
+
+
+def test_padding_a_source_changes_nothing():
+    """The same sources with two more padded positions: identical logits (masks in the encoder and attention)."""
+    with seqnet.backend("numpy") as backend:
+        model = _model("bahdanau", True, seed=6)
+        src, lengths, tgt_in, _, _ = _device(model, backend)
+        padded = np.concatenate([SRC, np.full((2, SRC.shape[1]), PAD_ID)], axis=0)
+        a = to_numpy(model(src, lengths, tgt_in))
+        b = to_numpy(model(backend.asarray(padded, "int64"), lengths, tgt_in))
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+        padded[-1, 0] = 5                                  # a token past the length is not read either
+        np.testing.assert_allclose(a, to_numpy(model(backend.asarray(padded, "int64"), lengths, tgt_in)),
+                                   rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("attention", ["none", "dot", "general"])
+def test_beam_of_one_is_greedy_and_wider_beams_score_higher(attention):
+    with seqnet.backend("numpy"):
+        model = _model(attention, True, seed=7, dtype="float32")
+    rng = np.random.default_rng(8)
+    sources = [rng.integers(4, SRC_V, size=n) for n in (2, 5, 3, 6, 4, 1, 5, 3)]
+    prefix = np.full((1, 1), BOS_ID)
+    for src in sources:
+        col, length = src[:, None], np.array([len(src)])
+        greedy = sample_search(model.steps(col, length), prefix, 12, greedy=True, eos_id=EOS_ID, banned_ids=(1, 0, 2))
+        one = beam_search(model.steps(col, length), prefix, 12, beam=1, eos_id=EOS_ID, banned_ids=(1, 0, 2))
+        assert tuple(one[0][0].tokens) == tuple(greedy[0].tokens)
+        assert one[0][0].score == pytest.approx(greedy[0].score, rel=1e-9)
+        wide = beam_search(model.steps(col, length), prefix, 12, beam=4, eos_id=EOS_ID, banned_ids=(1, 0, 2))
+        assert wide[0][0].score >= greedy[0].score - 1e-9
+    translated = model.translate(sources, beam=1)
+    assert [tuple(t.tokens[0]) for t in translated] == [
+        tuple(sample_search(model.steps(s[:, None], np.array([len(s)])), prefix, int(1.5 * len(s)) + 10, greedy=True,
+                            eos_id=EOS_ID, banned_ids=(1, 0, 2))[0].tokens) for s in sources]
+
+
+def test_translate_returns_n_best_scores_and_source_attention():
+    with seqnet.backend("numpy"):
+        model = _model("bahdanau", True, seed=9)
+    sources = [np.array([4, 5, 6, 4]), np.array([6])]
+    results = model.translate(sources, beam=3, n_best=3, max_len_a=0.0, max_len_b=5)
+    for src, result in zip(sources, results):
+        assert len(result.outputs) == len(result.scores) == len(result.attention) == 3
+        assert result.normalized == sorted(result.normalized, reverse=True)
+        for tokens, att in zip(result.tokens, result.attention):
+            assert len(tokens) <= 5 and not set(tokens.tolist()) & {0, 1, 2}
+            assert att.shape[1] == len(src) and att.shape[0] in (len(tokens), len(tokens) + 1)
+            np.testing.assert_allclose(att.sum(axis=1), 1.0, rtol=1e-10)
+
+
+def test_state_dict_round_trip_and_names():
+    model = _model("bahdanau", True, seed=1)
+    names = set(model.state_dict())
+    assert {"encoder.weight_ih_l0_reverse", "bridge_h.weight", "bridge_c.weight", "attention.v.weight",
+            "decoder.weight_ih_l1", "generator.bias", "src_embedding.weight", "tgt_embedding.weight"} <= names
+    assert model.decoder.input_size == E + H
+    other = _model("bahdanau", True, seed=2)
+    other.load_state_dict(model.state_dict())
+    with seqnet.backend("numpy") as backend:
+        batch = _device(model, backend)
+        assert float(to_numpy(model.loss(*batch))) == float(to_numpy(other.loss(*batch)))
+
+
+def test_model_misuse():
+    with pytest.raises(ConfigError, match="attention: expected one of none, bahdanau, dot, general, received 'luong'"):
+        _model("luong")
+    with pytest.raises(ConfigError, match="hidden_size: a bidirectional encoder splits it"):
+        Seq2Seq(5, 5, 3, 5, bidirectional=True)
+    model = _model()
+    with pytest.raises(ConfigError, match="beam: expected a positive integer, received 0"):
+        model.translate([np.array([4])], beam=0)
+    with pytest.raises(ConfigError, match="n_best: expected at most beam = 2 outputs per source, received 3"):
+        model.translate([np.array([4])], beam=2, n_best=3)
+    with pytest.raises(ConfigError, match=r"sources\[0\]: expected at least one token"):
+        model.translate([np.array([], dtype=np.int64)])
+    with pytest.raises(ConfigError, match="no source vocabulary"):
+        model.translate(["abc"])
+    with seqnet.backend("numpy") as backend:
+        src, _, tgt_in, _, _ = _device(model, backend)
+        with pytest.raises(ConfigError, match=r"src_lengths: every length must lie in 1..4 \(S\), received \[5, 2, 3\]"):
+            model(src, np.array([5, 2, 3]), tgt_in)
+
+
+def test_translate_by_sampling_is_seeded_and_never_writes_specials():
+    with seqnet.backend("numpy"):
+        model = _model("dot", True, seed=10, dtype="float32")
+    sources = [np.array([4, 5, 6])] * 40
+    first = model.translate(sources, sample=True, seed=3, temperature=1.5)
+    again = model.translate(sources, sample=True, seed=3, temperature=1.5)
+    assert [t.outputs for t in first] == [t.outputs for t in again]
+    assert len({t.outputs[0] for t in first}) > 1                       # draws, not the argmax every time
+    assert all(not set(t.tokens[0].tolist()) & {0, 1, 2} for t in first)
+    with pytest.raises(ConfigError, match="sample: sampling draws one output per source"):
+        model.translate(sources[:1], sample=True, beam=2)
