@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from seqnet.errors import DataFileError
+from seqnet.errors import DataFileError, SeqnetWarning
 from seqnet.tasks import TASKS
 from seqnet.training.checkpoint import load_checkpoint
 from seqnet.training.config import TrainerConfig
@@ -148,18 +148,28 @@ def test_data_problems_are_reported(tmp_path, capsys):
     conll = write_conll(tmp_path / "train.conll")
     odd = tmp_path / "valid.conll"
     odd.write_text("the\tO\n7\tI-NUM\n\nParis\tB-LOC\n", encoding="utf-8")
-    summary = train("tag", tmp_path / "r3", 2, data=str(conll), valid=str(odd), hidden=4, embed=4)
-    err = capsys.readouterr().err
+    with pytest.warns(SeqnetWarning) as caught:
+        summary = train("tag", tmp_path / "r3", 2, data=str(conll), valid=str(odd), hidden=4, embed=4)
+    err = "\n".join(str(w.message) for w in caught)
     assert "valid.conll:2: I-NUM follows O; scored as the start of a NUM entity" in err
     assert "valid.conll:4: tag 'B-LOC' never seen in training" in err
     assert summary["val_entity_f1"] is not None
 
 
-def test_a_resumed_run_refuses_changed_data(tmp_path):
-    data = write_classify(tmp_path / "train.jsonl")
-    train("classify", tmp_path / "run", 2, data=str(data), hidden=4, embed=4)
-    resume_run(tmp_path / "run", progress=False, log=lambda text: None).close()    # same data: fine
-    write_classify(data, seed=5)
-    with pytest.raises(DataFileError, match=r"train.jsonl: changed since this run started"):
-        resume_run(tmp_path / "run", progress=False, log=lambda text: None)
+@pytest.mark.parametrize("kind, writer, extra", [("classify", write_classify, {}), ("tag", write_conll, {}),
+                                                 ("generate", write_generate, {})])
+def test_a_resumed_run_reads_its_own_copy_of_the_data(tmp_path, kind, writer, extra):
+    """Resume needs no --data file (the run keeps its examples); a changed one is a warning."""
+    data = writer(tmp_path / "train.data")
+    config = TASKS[kind].Config(data=str(data), hidden=4, embed=4, batch=8, **extra).validate()
+    quiet = dict(progress=False, log=lambda text: None)
+    with new_run(kind, config, trainer_config(4), tmp_path / "run", **quiet) as trainer:
+        trainer.run()
+        before = repr(trainer.task.train)
+    data.unlink()
+    with resume_run(tmp_path / "run", **quiet) as resumed:                          # the file is gone: fine
+        assert repr(resumed.task.train) == before
+    writer(data, seed=5)
+    with pytest.warns(SeqnetWarning, match=r"train.data: changed since this run read it"):
+        resume_run(tmp_path / "run", **quiet).close()
     assert load_task(tmp_path / "run").predict_file is not None                     # inference needs no data

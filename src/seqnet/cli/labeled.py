@@ -5,8 +5,6 @@ are not language models; every mistake is a SeqnetError (one line, exit code 2).
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 from ..errors import SeqnetError
 
@@ -115,12 +113,8 @@ def cmd_predict(args) -> int:
     options = {"temperature": args.temperature, "seed": args.seed} if task.kind == "generate" else {}
     if task.kind == "generate" and not (isinstance(args.temperature, float) and args.temperature > 0):
         raise SeqnetError(f"--temperature: expected a number > 0, received {args.temperature}")
-    try:
-        for record in task.predict_file(args.data, **options):
-            print(json.dumps(record, ensure_ascii=False))
-        sys.stdout.flush()
-    except BrokenPipeError:                       # the reader stopped early (| head): not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for record in task.predict_file(args.data, **options):       # a closed pipe (| head) ends it quietly (main)
+        print(json.dumps(record, ensure_ascii=False), flush=True)
     return 0
 
 

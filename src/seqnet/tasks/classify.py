@@ -26,7 +26,8 @@ from ..errors import DataFileError
 from ..layers import POOLINGS
 from ..metrics import classification_report, majority_baseline, multilabel_report, save_confusion_matrix
 from ..models import SequenceClassifier
-from .labeled import SequenceDataConfig, SequenceTask, check_same_data, data_fingerprint, eval_batches, held_out
+from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
+                      kept_examples, warn_if_data_changed)
 
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -104,16 +105,15 @@ class ClassifyTask(SequenceTask):
         setup["data_fingerprint"] = data_fingerprint(config)
         setup["class_weights"] = (balanced_weights([labels.id(e.labels[0]) for e in train], len(labels))
                                   if config.class_weights == "balanced" and not multi_label else None)
+        keep_examples(run_dir, train, valid)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
         if run_dir is None:
             return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
-        check_same_data(config, setup)
-        examples = read_classification(config.data)
-        train, valid = held_out(examples, config.val_fraction, seed) if config.valid is None else \
-            (examples, read_classification(config.valid))
+        warn_if_data_changed(config, setup)
+        train, valid = kept_examples(run_dir, TextExample)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod

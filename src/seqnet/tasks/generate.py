@@ -23,7 +23,8 @@ from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
 from ..errors import ConfigError, DataFileError
 from ..models import ConditionalGenerator
-from .labeled import SequenceDataConfig, SequenceTask, check_same_data, data_fingerprint, held_out
+from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, held_out, keep_examples, kept_examples,
+                      warn_if_data_changed)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class GenerateTask(SequenceTask):
             make_tokenizer(config.tokenizer, texts, max_words=config.max_words)
         setup = {"tokenizer": tokenizer.to_json(), "conditions": conditions.to_json()}
         setup["data_fingerprint"] = data_fingerprint(config)
+        keep_examples(run_dir, train, valid)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod
@@ -88,8 +90,8 @@ class GenerateTask(SequenceTask):
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
         if run_dir is None:
             return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
-        check_same_data(config, setup)
-        train, valid = cls._split(config, read_generation(config.data), seed)
+        warn_if_data_changed(config, setup)
+        train, valid = kept_examples(run_dir, ConditionedText)
         return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod
@@ -159,7 +161,8 @@ class GenerateTask(SequenceTask):
             return None
         names = list(self.conditions.names[:6])
         texts = self.generate(names, max_length=self.config.sample_length, temperature=0.8, seed=step)
-        return "\n".join(f"[{name}] {text}" for name, text in zip(names, texts))
+        return f"--- samples at step {step} ---\n" + "\n".join(f"[{name}] {text}" for name, text in zip(names, texts))
+
 
     # -- inference on files ---------------------------------------------------------------
     def evaluate_file(self, path, plot: str | None = None) -> dict:

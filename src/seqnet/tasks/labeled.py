@@ -2,8 +2,10 @@
 
 Each task reads its training file (``--data``) and a validation file (``--valid``, or a
 held-out ``--val-fraction`` of the training examples drawn with the seed), fits what must
-be fitted (vocabulary, label set) on the training examples only, and encodes every example
-once into host arrays. Training batches are index sets drawn by a
+be fitted (vocabulary, label set) on the training examples only, keeps its own copy of the
+examples in the run directory (``examples.jsonl``: a resumed run reads that, never the
+original files, and only warns when they changed), and encodes every example once into
+host arrays. Training batches are index sets drawn by a
 :class:`seqnet.data.BucketBatcher` (sequences of similar length together, batch order
 shuffled, reproducible from the seed); with k micro-batches a batch is split into k index
 groups. A checkpoint holds the batcher's position and the dropout generator, so a resumed
@@ -11,8 +13,10 @@ run continues with exactly the batches and masks it would have had.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import sys
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +26,8 @@ import numpy as np
 from ..backend import to_numpy
 from ..config import FRACTION, POSITIVE_INT, PROBABILITY, Settings, option
 from ..data.buckets import BucketBatcher, pad_batch
-from ..errors import ConfigError, DataFileError
+from ..errors import ConfigError, DataFileError, SeqnetWarning
+from ..files import atomic_writer
 from ..layers import RECURRENT_LAYERS
 from ..random_state import rng_from_json, rng_to_json
 from .base import Task
@@ -56,11 +61,42 @@ class SequenceDataConfig(Settings):
 
 
 def warn(messages: list[str], what: str = "") -> None:
-    """Print data warnings to stderr: the first few, then how many more there were."""
+    """Data warnings as SeqnetWarnings: the first few, then how many more there were."""
     for message in messages[:MAX_WARNINGS]:
-        print(f"warning: {message}", file=sys.stderr)
+        warnings.warn(message, SeqnetWarning, stacklevel=2)
     if len(messages) > MAX_WARNINGS:
-        print(f"warning: ... and {len(messages) - MAX_WARNINGS} more {what}".rstrip(), file=sys.stderr)
+        warnings.warn(f"... and {len(messages) - MAX_WARNINGS} more {what}".rstrip(), SeqnetWarning, stacklevel=2)
+
+
+EXAMPLES_FILE = "examples.jsonl"
+
+
+def keep_examples(run_dir: Path, train: list, valid: list) -> None:
+    """The run's own copy of its training and validation examples as read (one JSON object a line)."""
+    with atomic_writer(Path(run_dir) / EXAMPLES_FILE, "w") as f:
+        for split, examples in (("train", train), ("valid", valid)):
+            for example in examples:
+                f.write(json.dumps({"split": split, **dataclasses.asdict(example)}, ensure_ascii=False) + "\n")
+
+
+def kept_examples(run_dir: Path, example_type) -> tuple[list, list]:
+    """(training, validation) examples from the run directory's copy (see :func:`keep_examples`)."""
+    path = Path(run_dir) / EXAMPLES_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot read the run's copy of its examples ({err.strerror}); the run directory "
+                            "is incomplete") from err
+    tuples = {f.name for f in dataclasses.fields(example_type) if str(f.type).startswith("tuple")}
+    splits: dict[str, list] = {"train": [], "valid": []}
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            split = record.pop("split")
+            splits[split].append(example_type(**{k: tuple(v) if k in tuples else v for k, v in record.items()}))
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataFileError(f"{path}:{number}: not an example written by this run ({err})") from err
+    return splits["train"], splits["valid"]
 
 
 def data_fingerprint(config: SequenceDataConfig) -> dict:
@@ -78,17 +114,21 @@ def data_fingerprint(config: SequenceDataConfig) -> dict:
     return {"data": digest(config.data), "valid": digest(config.valid)}
 
 
-def check_same_data(config: SequenceDataConfig, setup: dict) -> None:
-    """A resumed run must read the data it started with (the encoded examples and the held-out
-    split are made from it again): refuse files whose content changed since."""
-    recorded = setup.get("data_fingerprint")
-    if recorded is None:
-        return
-    now = data_fingerprint(config)
+def warn_if_data_changed(config: SequenceDataConfig, setup: dict) -> None:
+    """Say so when --data or --valid, where they still exist, changed since the run read them
+    (the run goes on with its own copy of the examples)."""
+    recorded = setup.get("data_fingerprint") or {}
     for key in ("data", "valid"):
-        if recorded.get(key) != now[key]:
-            raise DataFileError(f"{getattr(config, key)}: changed since this run started (its sha256 differs from the "
-                                f"one recorded then); a resumed run needs the --{key} it started with, or start a new run")
+        spec = getattr(config, key)
+        if spec is None or recorded.get(key) is None or not Path(spec).exists():
+            continue
+        try:
+            now = data_fingerprint(dataclasses.replace(config, **{("valid" if key == "data" else "data"): None}))[key]
+        except OSError:
+            continue
+        if now != recorded[key]:
+            warnings.warn(f"{spec}: changed since this run read it (--{key}); the run goes on with its own copy of "
+                          f"the examples, {EXAMPLES_FILE}", SeqnetWarning, stacklevel=3)
 
 
 def held_out(examples: list, fraction: float, seed: int) -> tuple[list, list]:

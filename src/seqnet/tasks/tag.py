@@ -24,7 +24,8 @@ from ..data.vocabulary import LabelSet, Vocabulary
 from ..errors import ConfigError, DataFileError
 from ..metrics import classification_report, entity_scores, invalid_transitions, tag_scheme, token_accuracy
 from ..models import SequenceTagger
-from .labeled import (SequenceDataConfig, SequenceTask, check_same_data, data_fingerprint, eval_batches, held_out,
+from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
+                      kept_examples, warn_if_data_changed,
                       warn)
 
 
@@ -89,6 +90,7 @@ class TagTask(SequenceTask):
                  "tags": tags.to_json(), "scheme": scheme, "tag_counts": [counts[t] for t in tags.names]}
         setup["data_fingerprint"] = data_fingerprint(config)
         warn(scheme_warnings(sentences if config.valid is None else sentences + valid, scheme), "tag-scheme warnings")
+        keep_examples(run_dir, train, valid)
         return cls._from_sentences(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod
@@ -101,8 +103,8 @@ class TagTask(SequenceTask):
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
         if run_dir is None:
             return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
-        check_same_data(config, setup)
-        train, valid = cls._split(config, read_conll(config.data), seed)
+        warn_if_data_changed(config, setup)
+        train, valid = kept_examples(run_dir, TaggedSentence)
         return cls._from_sentences(config, setup, train, valid, backend, device, dtype, seed, run_dir)
 
     @classmethod
