@@ -16,3 +16,16 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, bac
     """A (shape) array of 0 and 1/(1-p): multiply activations by it, and their gradients too."""
     keep = rng.random(shape) >= p
     return backend.asarray(keep / (1.0 - p), dtype_name)
+
+
+def _unchanged(d):
+    return d
+
+
+def dropout(x, p: float, rng: np.random.Generator, backend, dtype_name: str):
+    """Inverted dropout of ``x``: returns (x * mask, backward) with backward(d) = d * mask, the
+    mask (0 or 1/(1-p)) drawn now from ``rng``. With p == 0 nothing is drawn: (x, identity)."""
+    if not p:
+        return x, _unchanged
+    mask = dropout_mask(rng, tuple(x.shape), p, backend, dtype_name)
+    return x * mask, lambda d: d * mask

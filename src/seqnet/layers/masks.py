@@ -13,9 +13,12 @@ from ..backend import to_numpy
 from ..errors import ConfigError, DTypeError, ShapeError
 
 
-def check_lengths(lengths, batch: int, steps: int) -> np.ndarray:
-    """``lengths`` (None: every row full) as a host int64 array (B,) with values in 1..T."""
+def check_lengths(lengths, batch: int, steps: int | None) -> np.ndarray:
+    """``lengths`` (None: every row full) as a host int64 array (B,) with values in 1..T
+    (``steps`` None: any length >= 1, for a sequence whose length is not known yet)."""
     if lengths is None:
+        if steps is None:
+            raise ConfigError("lengths: expected one length per row")
         return np.full(batch, steps, dtype=np.int64)
     try:
         host = to_numpy(lengths) if _array_library(lengths) is not None else np.asarray(lengths)
@@ -25,9 +28,10 @@ def check_lengths(lengths, batch: int, steps: int) -> np.ndarray:
         raise DTypeError(f"lengths: expected integers, received dtype {host.dtype}")
     if host.shape != (batch,):
         raise ShapeError(f"lengths: expected one length per batch row, shape ({batch},), received shape {host.shape}")
-    bad = [int(v) for v in host if not 1 <= v <= steps]
+    bad = [int(v) for v in host if not 1 <= v <= (steps or v)]
     if bad:
-        raise ConfigError(f"lengths: every length must lie in 1..{steps} (T), received {bad}")
+        allowed = f"lie in 1..{steps} (T)" if steps else "be >= 1"
+        raise ConfigError(f"lengths: every length must {allowed}, received {bad}")
     return host.astype(np.int64)
 
 

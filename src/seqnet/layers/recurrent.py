@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
-from ..backend import check_array, to_numpy
-from ..backend.registry import _array_library
+from ..backend import check_array
 from ..cells import Cell, GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
 from ..kernels import time_loop
@@ -34,6 +33,7 @@ from ..kernels.time_loop import UnitParams
 from .base import BackpropOnce, Layer
 from .dropout import check_dropout, dropout_mask
 from .embedding import check_token_ids
+from .masks import check_lengths
 
 INITS = ("uniform", "orthogonal")
 _SUFFIX = re.compile(r"_l\d+(_reverse)?$")
@@ -242,30 +242,11 @@ class Recurrent(Layer):
         joined = [xp.stack([s[k] for s in per_unit]) for k in range(len(self.cell.state_names))]
         return joined[0] if len(joined) == 1 else tuple(joined)
 
-    @staticmethod
-    def _host_lengths(lengths, batch: int) -> np.ndarray:
-        """lengths (a sequence or an array of any backend) -> (B,) host integers."""
-        if _array_library(lengths) is not None:
-            host = to_numpy(lengths)  # one host transfer per call, never per step
-        else:
-            try:
-                host = np.asarray(lengths)
-            except (TypeError, ValueError) as err:
-                raise DTypeError(f"lengths: expected a sequence of ints, received {type(lengths).__name__}") from err
-        if host.dtype.kind not in "iu":
-            raise DTypeError(f"lengths: expected integers, received dtype {host.dtype}")
-        if host.shape != (batch,):
-            raise ShapeError(f"lengths: expected one length per batch row, shape ({batch},), received shape {host.shape}")
-        return host
-
     def _masks(self, lengths, steps: int, batch: int):
         """lengths -> (per-step (B, 1) bool masks, (T, B, 1) mask); (None, None) when every row is full."""
         if lengths is None:
             return None, None
-        host = self._host_lengths(lengths, batch)
-        bad = [int(v) for v in host if not 1 <= v <= steps]
-        if bad:
-            raise ConfigError(f"lengths: every length must lie in 1..{steps} (T), received {bad}")
+        host = check_lengths(lengths, batch, steps)
         if np.all(host == steps):
             return None, None
         mask = self.backend.asarray((np.arange(steps)[:, None] < host[None, :])[:, :, None])
@@ -466,9 +447,7 @@ class RecurrentSteps:
         self._units = [layer._unit_params(k, 0) for k in range(layer.num_layers)]
         states0 = layer._split_state(hx, self.batch, "hx")
         self._scans = [time_loop.SteppedScan(layer.cell, p, s, xp=xp) for p, s in zip(self._units, states0)]
-        self._lengths = None if lengths is None else layer._host_lengths(lengths, self.batch)
-        if self._lengths is not None and np.any(self._lengths < 1):
-            raise ConfigError(f"lengths: every length must be >= 1, received {[int(v) for v in self._lengths]}")
+        self._lengths = None if lengths is None else check_lengths(lengths, self.batch, None)
         self._records: list[list] = []        # per step, per layer: (layer input, projection cache, dropout mask)
         self._masks: list = []
         self._backward = None                 # per layer: [d_raw per step (latest first), summed projection grads]

@@ -16,7 +16,7 @@ from ..backend import check_array, to_numpy
 from ..errors import ConfigError, ShapeError, check_positive_int
 from ..layers import Layer, Linear, SequencePooling, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import dropout_mask
+from ..layers.dropout import dropout
 from ..layers.embedding import check_token_ids
 from .encoder import SequenceEncoder
 
@@ -70,10 +70,8 @@ class SequenceClassifier(Layer):
     def _run(self, x, lengths, training: bool):
         hs, enc_back = self.encoder.run(x, lengths, training)
         pooled, pool_back = self.pool.forward(hs, lengths)
-        drop = None
-        if training and self.dropout > 0:
-            drop = dropout_mask(self.dropout_rng, tuple(pooled.shape), self.dropout, self.backend, self.dtype_name)
-            pooled = pooled * drop
+        pooled, drop_back = dropout(pooled, self.dropout if training else 0.0, self.dropout_rng, self.backend,
+                                    self.dtype_name)
         logits, head_back = self.head.forward(pooled)
         if not training:
             return logits, None
@@ -81,10 +79,7 @@ class SequenceClassifier(Layer):
 
         def backprop(d_logits):
             guard.consume()
-            d_pooled = head_back(d_logits)
-            if drop is not None:
-                d_pooled = d_pooled * drop
-            return enc_back(pool_back(d_pooled))
+            return enc_back(pool_back(drop_back(head_back(d_logits))))
 
         return logits, backprop
 

@@ -14,7 +14,7 @@ from ..backend import check_array
 from ..errors import ConfigError, ShapeError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout_mask
+from ..layers.dropout import check_dropout, dropout
 
 
 def check_cell(cell: str) -> str:
@@ -70,10 +70,7 @@ class SequenceEncoder(Layer):
         emb_back = None
         if self.embedding is not None:
             x, emb_back = self.embedding.forward(x)
-        drop = None
-        if training and self.dropout > 0:
-            drop = dropout_mask(self.dropout_rng, tuple(x.shape), self.dropout, self.backend, self.dtype_name)
-            x = x * drop
+        x, drop_back = dropout(x, self.dropout if training else 0.0, self.dropout_rng, self.backend, self.dtype_name)
         if not training:
             return self.rnn(x, None, lengths)[0], None
         (hs, _), rnn_back = self.rnn.forward(x, None, lengths)
@@ -81,9 +78,7 @@ class SequenceEncoder(Layer):
 
         def backprop(d_hs):
             guard.consume()
-            d_x, _ = rnn_back(d_hs, None)
-            if drop is not None:
-                d_x = d_x * drop
+            d_x = drop_back(rnn_back(d_hs, None)[0])
             if emb_back is None:
                 return d_x
             emb_back(d_x)

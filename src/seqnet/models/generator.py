@@ -22,7 +22,7 @@ from ..decoding.generate import check_count
 from ..errors import ConfigError, ShapeError, check_positive_int
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout_mask
+from ..layers.dropout import check_dropout, dropout
 from ..layers.embedding import check_token_ids
 from .encoder import check_cell
 
@@ -130,36 +130,29 @@ class ConditionalGenerator(Layer):
         hx, init_back = self._initial_state(c)
         x, emb_back = self.embedding.forward(ids)
         drop_p = self.dropout if training else 0.0
-        drop_in = drop_out = None
-        if drop_p > 0:
-            drop_in = dropout_mask(self.dropout_rng, tuple(x.shape), drop_p, backend, self.dtype_name)
-            x = x * drop_in
+        x, drop_in = dropout(x, drop_p, self.dropout_rng, backend, self.dtype_name)
         inputs = self._step_inputs(x, c)
         if training:
             (hs, h_n), rnn_back = self.rnn.forward(inputs, hx)
         else:
             (hs, h_n), rnn_back = self.rnn(inputs, hx), None
-        if drop_p > 0:
-            drop_out = dropout_mask(self.dropout_rng, tuple(hs.shape), drop_p, backend, self.dtype_name)
-            hs = hs * drop_out
+        hs, drop_out = dropout(hs, drop_p, self.dropout_rng, backend, self.dtype_name)
         logits, dec_back = self.decoder.forward(hs)
         if not training:
             return (logits, h_n), None
         guard = BackpropOnce("ConditionalGenerator backprop")
         embed = x.shape[-1]
+        logits_shape = tuple(logits.shape)
 
         def backprop(d_logits):
-            guard.consume()
-            d_hs = dec_back(d_logits)
-            if drop_out is not None:
-                d_hs = d_hs * drop_out
-            d_inputs, d_hx = rnn_back(d_hs, None)
+            guard.accept(backend, d_logits, "d_logits", logits_shape, self.dtype_name, of="the logits")
+            d_inputs, d_hx = rnn_back(drop_out(dec_back(d_logits)), None)
             d_c = init_back(d_hx[0] if isinstance(d_hx, tuple) else d_hx)
             d_x = d_inputs
             if self.condition_input:
                 d_x = d_inputs[..., :embed]
                 d_c = d_c + xp.sum(d_inputs[..., embed:], axis=0)
-            emb_back(d_x if drop_in is None else d_x * drop_in)
+            emb_back(drop_in(d_x))
             return cond_back(d_c) if self.condition is not None else d_c
 
         return (logits, h_n), backprop

@@ -20,7 +20,7 @@ from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout_mask
+from ..layers.dropout import check_dropout, dropout
 from ..layers.embedding import check_token_ids
 
 # From this embedding size on, layer 0's input projections are looked up in the input table
@@ -99,21 +99,17 @@ class LanguageModel(Layer):
         backend = self.backend
         ids = self.check_ids(ids)
         drop_p = self.dropout if training else 0.0
-        drop_in = drop_out = emb_back = table = None
+        emb_back = table = drop_in = None
         if self._uses_input_table(training):
             x, table = ids, self.input_table()
         else:
             x, emb_back = self.embedding.forward(ids)
-            if drop_p > 0:
-                drop_in = dropout_mask(self.dropout_rng, tuple(x.shape), drop_p, backend, self.dtype_name)
-                x = x * drop_in
+            x, drop_in = dropout(x, drop_p, self.dropout_rng, backend, self.dtype_name)
         if training:
             (hs, h_n), rnn_back = self.rnn.forward(x, hx, input_table=table)
         else:
             (hs, h_n), rnn_back = self.rnn(x, hx, input_table=table), None
-        if drop_p > 0:
-            drop_out = dropout_mask(self.dropout_rng, tuple(hs.shape), drop_p, backend, self.dtype_name)
-            hs = hs * drop_out
+        hs, drop_out = dropout(hs, drop_p, self.dropout_rng, backend, self.dtype_name)
         logits, dec_back = self.decoder.forward(hs)
         if not training:
             return (logits, h_n), None
@@ -122,16 +118,11 @@ class LanguageModel(Layer):
 
         def backprop(d_logits):
             guard.accept(backend, d_logits, "d_logits", logits_shape, self.dtype_name, of="the logits")
-            d_hs = dec_back(d_logits)
-            if drop_out is not None:
-                d_hs = d_hs * drop_out
-            d_x, _ = rnn_back(d_hs, None)
+            d_x, _ = rnn_back(drop_out(dec_back(d_logits)), None)
             if table is not None:
                 self._input_table_backward(d_x)
                 return
-            if drop_in is not None:
-                d_x = d_x * drop_in
-            emb_back(d_x)
+            emb_back(drop_in(d_x))
 
         return (logits, h_n), backprop
 

@@ -18,7 +18,7 @@ from ..backend import check_array, to_numpy
 from ..errors import ShapeError, check_positive_int
 from ..layers import Layer, Linear, LinearChainCRF, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import dropout_mask
+from ..layers.dropout import dropout
 from ..layers.embedding import check_token_ids
 from ..layers.masks import check_lengths, step_mask
 from .encoder import SequenceEncoder
@@ -57,10 +57,7 @@ class SequenceTagger(Layer):
 
     def _run(self, x, lengths, training: bool):
         hs, enc_back = self.encoder.run(x, lengths, training)
-        drop = None
-        if training and self.dropout > 0:
-            drop = dropout_mask(self.dropout_rng, tuple(hs.shape), self.dropout, self.backend, self.dtype_name)
-            hs = hs * drop
+        hs, drop_back = dropout(hs, self.dropout if training else 0.0, self.dropout_rng, self.backend, self.dtype_name)
         emissions, head_back = self.head.forward(hs)
         if not training:
             return emissions, None
@@ -68,8 +65,7 @@ class SequenceTagger(Layer):
 
         def backprop(d_emissions):
             guard.consume()
-            d_hs = head_back(d_emissions)
-            return enc_back(d_hs if drop is None else d_hs * drop)
+            return enc_back(drop_back(head_back(d_emissions)))
 
         return emissions, backprop
 
