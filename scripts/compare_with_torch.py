@@ -234,6 +234,7 @@ def main(argv=None) -> int:
             runs = {"seqnet": SeqnetRun(trainer, args), **make_torch_runs(trainer, args, seed, seqnet_init=k == 0)}
             rows, seconds = train_and_evaluate(runs, trainer.task.val_ids, args)
             per_seed.append({"seed": seed, "rows": rows, "seconds": seconds})
+            trainer.close()                      # the next seed's run takes the directory (and its tokens.bin)
         result = summarize(per_seed, args, trainer)
     result["total_seconds"] = time.perf_counter() - started
     if args.json:
