@@ -30,13 +30,15 @@ def test_micro_batches_add_up_to_the_whole_batch(tmp_path):
     state = task.batcher.state_dict()
     model.zero_grad()
     (whole,) = task.train_batches(1)
+    assert whole.weight == int(whole.data[4].sum())                      # the target tokens
     loss = task.loss_and_grads(whole, 1.0)
     want = {k: to_numpy(v) for k, v in model.param_grads.items()}
     task.batcher.load_state_dict(state)
     model.zero_grad()
     parts = task.train_batches(3)
-    assert len({int(p[0][4].sum()) for p in parts}) > 1                 # the parts differ in target tokens
-    total = sum(float(to_numpy(task.loss_and_grads(p, 1 / 3))) for p in parts) / 3
+    assert len({p.weight for p in parts}) > 1 and sum(p.weight for p in parts) == whole.weight
+    total = sum(float(to_numpy(task.loss_and_grads(p, p.weight / whole.weight))) * p.weight / whole.weight
+                for p in parts)
     for name, grad in model.param_grads.items():
         np.testing.assert_allclose(to_numpy(grad), want[name], rtol=1e-5, atol=1e-7, err_msg=name)
     assert abs(total - float(to_numpy(loss))) < 1e-5

@@ -50,6 +50,10 @@ class NonFiniteLossError(SeqnetError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
+class DistributedError(SeqnetError, RuntimeError):
+    """The processes of a data-parallel job cannot start together, or disagree (settings, parameters)."""
+
+
 class TapeConsumedError(SeqnetError, RuntimeError):
     """A backprop closure was called a second time for the same forward pass."""
 

@@ -8,6 +8,8 @@ dropped, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import signal
 import sys
@@ -149,12 +151,11 @@ def _conflicts(args, trainer, may_change: tuple) -> list[str]:
     return conflicts
 
 
-def _resume(args, kwargs):
+def _resume(args, kwargs, world):
     from ..training.runs import resume_run
 
-    if args.out is None:
-        raise SeqnetError("--resume: needs --out DIR, the run directory to continue")
     trainer = resume_run(Path(args.out), **kwargs)
+    error = None
     try:
         phase = TrainerConfig.PHASE_SETTINGS if args.new_phase else ("steps",)
         conflicts = _conflicts(args, trainer, phase)
@@ -174,9 +175,10 @@ def _resume(args, kwargs):
         elif steps is not None:
             trainer.config.steps = steps
             trainer.config.validate()
-    except BaseException:
+    except BaseException as err:                 # noqa: BLE001 - every process learns of it (agree)
         trainer.close()
-        raise
+        error = err
+    world.agree(error)
     return trainer
 
 
@@ -190,38 +192,50 @@ def _finished_message(trainer) -> str:
 
 
 def cmd_train(args) -> int:
-    from ..training.run_dir import RunDirectory
+    """Train in this process, or with the other processes of an MPI job (``mpiexec -n N``):
+    every process runs this; rank 0 alone prints and writes the run directory."""
+    from ..training.distributed import make_world
     from ..training.runs import new_run
     from ..training.trainer import TrainingInterrupted
 
-    kwargs = {"json_lines": args.json, "progress": not args.no_progress}
-    if args.new_phase and not args.resume:
-        raise SeqnetError("--new-phase: only with --resume (a new run has one phase already)")
+    world = make_world("auto", program="seqnet train")
+    kwargs = {"json_lines": args.json, "progress": not args.no_progress, "distributed": world}
+    error = task = task_config = trainer_config = None
+    try:                                         # the same on every process: rank 0 alone reports it
+        if args.new_phase and not args.resume:
+            raise SeqnetError("--new-phase: only with --resume (a new run has one phase already)")
+        if args.resume and args.out is None:
+            raise SeqnetError("--resume: needs --out DIR, the run directory to continue")
+        if not args.resume:
+            task = TASKS[getattr(args, "task", DEFAULT_TASK)]
+            _refuse_other_tasks_flags(args, task)
+            task_config = settings_from(args, task.Config).validate()
+            trainer_config = settings_from(args, TrainerConfig).validate()
+    except SeqnetError as err:
+        error = err
+    world.agree(error)
     if args.resume:
-        trainer = _resume(args, kwargs)
+        trainer = _resume(args, kwargs, world)
         if trainer.finished:
             trainer.close()
-            write_line(sys.stderr, f"seqnet train: {_finished_message(trainer)}")
+            if world.is_root:
+                write_line(sys.stderr, f"seqnet train: {_finished_message(trainer)}")
             return 0
     else:
-        task = TASKS[getattr(args, "task", DEFAULT_TASK)]
-        _refuse_other_tasks_flags(args, task)
-        task_config = settings_from(args, task.Config).validate()
-        trainer_config = settings_from(args, TrainerConfig).validate()
-        run = RunDirectory.claim(args.out) if args.out else RunDirectory.claim_default()
-        trainer = new_run(task.kind, task_config, trainer_config, run, **kwargs)
+        trainer = new_run(task.kind, task_config, trainer_config, args.out, **kwargs)
     try:
         summary = trainer.run()
     except TrainingInterrupted as stop:
-        write_line(sys.stderr, f"\nseqnet train: interrupted at step {stop.step}; a checkpoint of that step is in "
-                               f"{stop.run_dir} (continue with: seqnet train --out {stop.run_dir} --resume)")
+        if world.is_root:
+            write_line(sys.stderr, f"\nseqnet train: interrupted at step {stop.step}; a checkpoint of that step is "
+                                   f"in {stop.run_dir} (continue with: seqnet train --out {stop.run_dir} --resume)")
         return EXIT_INTERRUPTED.get(stop.signum, 130)
     except BaseException:
         trainer.directory.abandon()              # removes the run only if it has no checkpoint
         raise
     finally:
         trainer.close()
-    if not args.json:
+    if not args.json and world.is_root:
         _print_summary(trainer, summary)
     return 0
 
@@ -349,27 +363,36 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..training.distributed import is_reported_elsewhere, launched_rank
+
     previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM,
                                                                                       _sigterm_as_interrupt)
+    follower = launched_rank() > 0               # a process of an MPI job other than rank 0: rank 0 speaks
     name = "?"
     try:
-        args = build_parser().parse_args(argv)
+        with _silenced(follower):                # usage errors and --help: once for the job
+            args = build_parser().parse_args(argv)
         name = args.command
         from .translate import cmd_translate
 
         command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict,
                    "translate": cmd_translate}[name]
-        _show_warnings(args.command)
+        if follower:
+            warnings.simplefilter("ignore", SeqnetWarning)
+        else:
+            _show_warnings(args.command)
         from ..backend.threads import set_num_threads
 
         set_num_threads(args.threads)
         return command(args)
     except SeqnetError as err:
-        write_line(sys.stderr, f"seqnet {name}: error: {err}")
+        if not is_reported_elsewhere(err):
+            write_line(sys.stderr, f"seqnet {name}: error: {err}")
         return EXIT_USAGE
     except KeyboardInterrupt as stop:
-        write_line(sys.stderr, f"\nseqnet {name}: interrupted" + (
-            "; checkpoints already written are intact (continue with --resume)" if name == "train" else ""))
+        if not follower:
+            write_line(sys.stderr, f"\nseqnet {name}: interrupted" + (
+                "; checkpoints already written are intact (continue with --resume)" if name == "train" else ""))
         return EXIT_INTERRUPTED[signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT]
     except BrokenPipeError:                      # the reader of stdout went away: stop quietly
         silence(sys.stdout)
@@ -377,3 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+@contextlib.contextmanager
+def _silenced(quiet: bool):
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield

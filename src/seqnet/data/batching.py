@@ -28,7 +28,8 @@ class StreamBatcher:
     ``next_batch()`` cycles epochs forever; iterating yields the rest of the current epoch.
     ``position`` counts batches taken since batch 0 of epoch 0; ``start`` sets it, and
     ``state_dict()`` / ``load_state_dict()`` save and restore it so a resumed run gets
-    exactly the batch it would have got.
+    exactly the batch it would have got. ``select_streams(start, stop)`` makes every batch
+    hold (and read) only those streams of the layout (one process's share).
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, *, start: int = 0):
@@ -46,6 +47,13 @@ class StreamBatcher:
             self.batch_size, self.stream_len
         )
         self.position = int(start)
+        self._selected = slice(0, self.batch_size)
+
+    def select_streams(self, start: int, stop: int) -> None:
+        """Serve only streams [start, stop) of the ``batch_size`` (the layout stays that of all)."""
+        if not 0 <= start < stop <= self.batch_size:
+            raise ConfigError(f"streams: expected 0 <= start < stop <= {self.batch_size}, received [{start}, {stop})")
+        self._selected = slice(int(start), int(stop))
 
     def __len__(self) -> int:
         """Batches per epoch: (L - 1) // seq_len."""
@@ -57,8 +65,8 @@ class StreamBatcher:
         return self.position // len(self)
 
     def batch_at(self, index: int) -> Batch:
-        """Batch ``index`` (0 <= index < len(self)) of an epoch."""
-        return _window(self._streams, index * self.seq_len, self.seq_len)
+        """Batch ``index`` (0 <= index < len(self)) of an epoch (the selected streams)."""
+        return _window(self._streams[self._selected], index * self.seq_len, self.seq_len)
 
     def next_batch(self) -> Batch:
         """The batch at ``position``, then ``position += 1`` (wrapping into the next epoch)."""

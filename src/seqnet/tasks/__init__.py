@@ -1,5 +1,5 @@
 """Training tasks: what is learned, from which data, how it is scored (see :mod:`.base`)."""
-from .base import Task
+from .base import MicroBatch, Task
 from .classify import ClassifyConfig, ClassifyTask
 from .generate import GenerateConfig, GenerateTask
 from .language_model import LanguageModelConfig, LanguageModelTask
@@ -11,4 +11,4 @@ TASKS: dict[str, type[Task]] = {task.kind: task for task in (LanguageModelTask, 
                                                               TranslateTask)}
 
 __all__ = ["TASKS", "ClassifyConfig", "ClassifyTask", "GenerateConfig", "GenerateTask", "LanguageModelConfig",
-           "LanguageModelTask", "TagConfig", "TagTask", "Task", "TranslateConfig", "TranslateTask"]
+           "LanguageModelTask", "MicroBatch", "TagConfig", "TagTask", "Task", "TranslateConfig", "TranslateTask"]

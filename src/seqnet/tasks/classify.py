@@ -164,6 +164,14 @@ class ClassifyTask(SequenceTask):
             return model.backend.asarray(np.stack([e.target for e in examples]), model.dtype_name)
         return self.device_ids([e.target for e in examples])
 
+    def loss_weight(self, examples) -> float:
+        """Texts; a multi-label loss averages over every (text, label) pair, a class-weighted one
+        over the texts' class weights (the denominator of :func:`seqnet.layers.softmax_cross_entropy`)."""
+        if self.multi_label:
+            return len(examples) * len(self.labels)
+        weights = self._setup.get("class_weights")
+        return len(examples) if weights is None else float(sum(weights[e.target] for e in examples))
+
     def batch_loss(self, examples, grad_scale):
         x, lengths = self._inputs(examples)
         targets = self._targets(examples)

@@ -8,7 +8,10 @@ original files, and only warns when they changed), and encodes every example onc
 host arrays. Training batches are index sets drawn by a
 :class:`seqnet.data.BucketBatcher` (sequences of similar length together, batch order
 shuffled, reproducible from the seed); with k micro-batches a batch is split into k index
-groups. A checkpoint holds the batcher's position and the dropout generator, so a resumed
+groups, each weighted by its number of loss terms (:meth:`SequenceTask.loss_weight`). With
+several processes (:meth:`Task.shard`) process r of n takes every n-th example of each
+batch from the r-th on (a share of every length, so the processes finish together); a
+share may be empty when a batch has fewer examples than processes. A checkpoint holds the batcher's position and the dropout generator, so a resumed
 run continues with exactly the batches and masks it would have had.
 """
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ..errors import ConfigError, DataFileError, SeqnetWarning
 from ..files import atomic_writer
 from ..layers import RECURRENT_LAYERS
 from ..random_state import rng_from_json, rng_to_json
-from .base import Task
+from .base import MicroBatch, Task, split_evenly
 
 MAX_WARNINGS = 5
 
@@ -177,15 +180,16 @@ class SequenceTask(Task):
         ids, lengths = pad_batch(sequences)
         return self.device_ids(ids), lengths
 
-    def train_batches(self, count: int) -> list:
+    def train_batches(self, count: int) -> list[MicroBatch]:
+        """This process's share of the next batch as (at most) ``count`` micro-batches."""
         if count > self.config.batch:
             raise ConfigError(f"--accumulate: expected at most --batch {self.config.batch} micro-batches, "
                               f"received {count}")
-        indices = self.batcher.next_batch()
-        return [part for part in np.array_split(indices, min(count, len(indices)))]
+        mine = self.batcher.next_batch()[self.rank::self.size]
+        return [MicroBatch(part, self.loss_weight([self.train[k] for k in part])) for part in split_evenly(mine, count)]
 
-    def loss_and_grads(self, batch, grad_scale: float):
-        return self.batch_loss([self.train[k] for k in batch], grad_scale)
+    def loss_and_grads(self, batch: MicroBatch, grad_scale: float):
+        return self.batch_loss([self.train[k] for k in batch.data], grad_scale)
 
     def batch_loss(self, examples: list, grad_scale: float | None):
         """Mean loss of ``examples`` (0-d device array); adds gradients unless ``grad_scale`` is None."""
@@ -200,8 +204,9 @@ class SequenceTask(Task):
             count += self.loss_weight(part)
         return total / max(count, 1)
 
-    def loss_weight(self, examples: list) -> int:
-        """What a batch's mean loss is a mean over (examples; tokens for token-level losses)."""
+    def loss_weight(self, examples: list) -> float:
+        """The number of loss terms a batch's mean loss averages (examples; tokens for
+        token-level losses; weighted where the loss is)."""
         return len(examples)
 
     def state_dict(self) -> tuple[dict, dict]:

@@ -6,7 +6,9 @@ tail (``val_fraction``) is the validation split. The training split is laid out 
 ``seq_len`` tokens of every stream, and the recurrent state of each stream is carried from
 one step to the next (no gradient flows back across steps). With k micro-batches a step's
 streams are split into k groups of columns, each with its own carried state, so the
-gradient equals that of the whole batch.
+gradient equals that of the whole batch. With several processes (:meth:`shard`) each
+reads only its own contiguous share of the B streams (and carries their state), so
+truncated BPTT stays exact; a checkpoint holds the state of all B streams.
 """
 from __future__ import annotations
 
@@ -25,11 +27,11 @@ from ..data import StreamBatcher, TokenStream, encode_corpus, iter_eval_batches,
 from ..data import resolve_corpus, split_train_val, tokenizer_from_json
 from ..data.corpus import iter_text_chunks
 from ..data.tokenizers import KINDS
-from ..errors import ConfigError, CorpusError, SeqnetWarning, check_positive_int
+from ..errors import CheckpointError, ConfigError, CorpusError, SeqnetWarning, check_positive_int
 from ..layers import RECURRENT_LAYERS
 from ..models import LanguageModel
 from ..random_state import rng_from_json, rng_to_json
-from .base import Task
+from .base import MicroBatch, Task, share_bounds
 
 UNKNOWN_WARNING = 0.05    # eval warns when more of the predicted tokens than this are <UNK>
 CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (h), carry/1 (c)
@@ -92,12 +94,14 @@ class LanguageModelTask(Task):
 
     kind = "lm"
     Config = LanguageModelConfig
+    sharded_state = {CARRY_PREFIX: 1}        # (layers, streams, hidden): this process's streams
 
     def __init__(self, config: LanguageModelConfig, tokenizer, model: LanguageModel, ids: np.ndarray | None = None):
         self.config, self.tokenizer, self.model = config, tokenizer, model
         self.report_every = config.sample_every if config.sample_length else None
         self.tokens_per_step = config.batch * config.seq_len
         self.carried: list = [None]
+        self.streams = (0, config.batch)      # this process's share of the B streams: [start, stop)
         if ids is not None:
             self.train_ids, self.val_ids = split_train_val(ids, config.val_fraction)
             self.batcher = StreamBatcher(self.train_ids, config.batch, config.seq_len)
@@ -140,6 +144,22 @@ class LanguageModelTask(Task):
         if self.config.batch % config.accumulate:
             raise ConfigError(f"--accumulate: expected a divisor of --batch {self.config.batch}, "
                               f"received {config.accumulate}")
+        start, stop = self.streams
+        if stop - start < config.accumulate:
+            raise ConfigError(f"--accumulate: each micro-batch needs a stream of its own, but this process (rank "
+                              f"{self.rank} of {self.size}) has {stop - start} of the --batch {self.config.batch} "
+                              f"streams for {config.accumulate} micro-batches; raise --batch or lower --accumulate")
+
+    def shard(self, rank: int, size: int) -> None:
+        """Read and carry only streams [start, stop) of the B, this process's share."""
+        start, stop = share_bounds(self.config.batch, rank, size)
+        if stop == start:
+            raise ConfigError(f"--batch: {self.config.batch} streams cannot be shared by {size} processes; expected "
+                              f"at least one stream per process (--batch {size} or more)")
+        super().shard(rank, size)
+        self.streams = (start, stop)
+        self.batcher.select_streams(start, stop)
+        self.carried = [None]
 
     def describe(self) -> str:
         c = self.config
@@ -149,20 +169,33 @@ class LanguageModelTask(Task):
 
     # -- training -----------------------------------------------------------------------
     def train_batches(self, count: int) -> list:
-        """The next (T, B) batch as ``count`` micro-batches of B / count streams each."""
+        """This process's streams of the next (T, B) batch as ``count`` micro-batches, groups of
+        columns as even as can be (B / count streams each for one process)."""
         batch = self.config.batch
         if batch % count:
             raise ConfigError(f"--accumulate: expected a divisor of --batch {batch}, received {count}")
+        widths = self._group_widths(count)
         if self.batcher.position % len(self.batcher) == 0:
             self.carried = [None] * count         # the streams restart: do not carry the old state
         elif len(self.carried) != count:
-            self.carried = self._split(self._joined_state(), count)
+            self.carried = self._split(self._joined_state(), widths)
         inputs, targets = self.batcher.next_batch()
-        width = batch // count
-        return [(inputs[:, k * width:(k + 1) * width], targets[:, k * width:(k + 1) * width], k) for k in range(count)]
+        batches, start = [], 0
+        for k, width in enumerate(widths):
+            columns = slice(start, start + width)
+            batches.append(MicroBatch((inputs[:, columns], targets[:, columns], k), inputs.shape[0] * width))
+            start += width
+        return batches
 
-    def loss_and_grads(self, batch, grad_scale: float):
-        inputs, targets, k = batch
+    def _group_widths(self, count: int) -> list[int]:
+        width = self.streams[1] - self.streams[0]
+        if width < count:
+            raise ConfigError(f"--accumulate: expected at most {width} micro-batches (this process's streams), "
+                              f"received {count}")
+        return [stop - start for start, stop in (share_bounds(width, k, count) for k in range(count))]
+
+    def loss_and_grads(self, batch: MicroBatch, grad_scale: float):
+        inputs, targets, k = batch.data
         model = self.model
         loss, self.carried[k] = model.loss_and_grads(model.device_ids(inputs), model.device_ids(targets),
                                                      self.carried[k], grad_scale=grad_scale)
@@ -221,16 +254,19 @@ class LanguageModelTask(Task):
         return joined if len(joined) > 1 else joined[0]
 
     @staticmethod
-    def _split(state, count: int) -> list:
+    def _split(state, widths: list[int]) -> list:
+        """The carried state of this process's streams as the micro-batches' groups of ``widths`` columns."""
         if state is None:
-            return [None] * count
+            return [None] * len(widths)
         parts = state if isinstance(state, tuple) else (state,)
-        width = parts[0].shape[1] // count
-        split = [tuple(p[:, k * width:(k + 1) * width, :] for p in parts) for k in range(count)]
+        bounds = np.cumsum([0, *widths])
+        split = [tuple(p[:, int(a):int(b), :] for p in parts) for a, b in zip(bounds[:-1], bounds[1:])]
         return [s if len(s) > 1 else s[0] for s in split]
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> tuple[dict, dict]:
+        """The data position, the dropout generator and the carried state of this process's
+        streams (``sharded_state``: the trainer joins the processes' parts for a checkpoint)."""
         arrays = {}
         joined = self._joined_state()
         if joined is not None:
@@ -239,9 +275,17 @@ class LanguageModelTask(Task):
         return {"data": self.batcher.state_dict(), "rng": rng_to_json(self.model.dropout_rng)}, arrays
 
     def load_state_dict(self, state: dict, arrays: dict) -> None:
+        """Continue from a checkpoint: its carried state is that of all B streams; this process
+        keeps its own streams' part."""
         self.batcher.load_state_dict(state["data"])
         self.model.dropout_rng.bit_generator.state = rng_from_json(state["rng"]).bit_generator.state
-        parts = [arrays[k] for k in sorted(arrays) if k.startswith(CARRY_PREFIX)]
+        start, stop = self.streams
+        names = sorted(k for k in arrays if k.startswith(CARRY_PREFIX))
+        parts = [arrays[k] for k in names]
+        for name, part in zip(names, parts):
+            if part.ndim != 3 or part.shape[1] != self.config.batch:
+                raise CheckpointError(f"{name}: expected the carried state of the --batch {self.config.batch} streams, "
+                                  f"received shape {part.shape}; the checkpoint does not belong to this run")
         backend = self.model.backend
-        parts = [backend.asarray(p, self.model.dtype_name) for p in parts]
+        parts = [backend.asarray(np.ascontiguousarray(p[:, start:stop, :]), self.model.dtype_name) for p in parts]
         self.carried = [None if not parts else (tuple(parts) if len(parts) > 1 else parts[0])]

@@ -5,8 +5,8 @@ optionally ``--valid``; without it the last ``--val-fraction`` of the pairs (aft
 shuffle) is held out. Vocabularies (char or word tokens, separate or ``--shared-vocab``) are
 fitted on the training pairs; the encoded pairs are kept in the run directory
 (``pairs.<ext>``), so a resumed run reads exactly the same data. Each step takes the next
-``--batch`` pairs of a seeded per-epoch shuffle; the loss is the mean cross-entropy per
-target token (<EOS> included). Evaluation reports that loss on the validation pairs and the
+``--batch`` pairs of a seeded per-epoch shuffle (with n processes, process r takes every
+n-th from the r-th on); the loss is the mean cross-entropy per target token (<EOS> included). Evaluation reports that loss on the validation pairs and the
 exact match and token accuracy of greedy translations of them.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..layers import ATTENTION_TYPES, RECURRENT_LAYERS
 from ..metrics import char_error_rate, corpus_bleu, exact_match, token_accuracy
 from ..models import Seq2Seq
 from ..random_state import rng_from_json, rng_to_json
-from .base import Task
+from .base import MicroBatch, Task, split_evenly
 
 PAIRS_FILE = "pairs"
 
@@ -163,24 +163,21 @@ class TranslateTask(Task):
                 f"{0 if self.valid is None else len(self.valid):,} validation pairs")
 
     # -- training -----------------------------------------------------------------------
-    def train_batches(self, count: int) -> list:
-        """The next ``--batch`` pairs as ``count`` micro-batches, each weighted by its share of
-        the target tokens (so their gradients add up to the whole batch's mean)."""
+    def train_batches(self, count: int) -> list[MicroBatch]:
+        """This process's share of the next ``--batch`` pairs (every n-th of n processes) as
+        ``count`` micro-batches, each weighted by its target tokens."""
         batch = self.config.batch
         if batch % count:
             raise ConfigError(f"--accumulate: expected a divisor of --batch {batch}, received {count}")
-        indices = self.batcher.next_indices()
-        width = batch // count
-        parts = [pad_batch(self.train, indices[k * width:(k + 1) * width]) for k in range(count)]
-        tokens = [int(part[4].sum()) for part in parts]
-        return [(part, count * n / sum(tokens)) for part, n in zip(parts, tokens)]
+        mine = self.batcher.next_indices()[self.rank::self.size]
+        parts = [pad_batch(self.train, part) for part in split_evenly(mine, count)]
+        return [MicroBatch(part, int(part[4].sum())) for part in parts]
 
-    def loss_and_grads(self, batch, grad_scale: float):
-        (src, lengths, tgt_in, tgt_out, mask), weight = batch
+    def loss_and_grads(self, batch: MicroBatch, grad_scale: float):
+        src, lengths, tgt_in, tgt_out, mask = batch.data
         model = self.model
-        loss = model.loss_and_grads(model.device_ids(src), lengths, model.device_ids(tgt_in), model.device_ids(tgt_out),
-                                    model.backend.asarray(mask), grad_scale=grad_scale * weight)
-        return loss * weight
+        return model.loss_and_grads(model.device_ids(src), lengths, model.device_ids(tgt_in), model.device_ids(tgt_out),
+                                    model.backend.asarray(mask), grad_scale=grad_scale)
 
     # -- evaluation ---------------------------------------------------------------------
     def _eval_pairs(self) -> EncodedPairs | None:

@@ -11,6 +11,9 @@ next one.
 
 ``metrics.jsonl`` is a log of JSON records; on resume the records written after the
 checkpoint being resumed are rolled back, so no step appears twice.
+
+In a data-parallel job only rank 0 holds the run directory; the other ranks see it through
+a :class:`RunFollower`, which neither locks nor writes.
 """
 from __future__ import annotations
 
@@ -230,3 +233,23 @@ class RunDirectory:
             with atomic_writer(path, "w") as f:
                 f.write("".join(line + "\n" for line in kept))
         return dropped
+
+
+class RunFollower(RunDirectory):
+    """A run directory that another process of the same job (its rank 0) holds and writes:
+    this process reads it (the encoded data, checkpoints) but never locks, writes or removes."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        pass
+
+    def append_metrics(self, record: dict) -> None:
+        pass
+
+    def rollback_metrics(self, step: int) -> int:
+        return 0

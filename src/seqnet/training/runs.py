@@ -4,6 +4,11 @@ A run's truth is its latest intact checkpoint: the config stored there, the task
 (vocabulary) and state, the trainer's state. ``config.json`` beside it is a copy for people
 to read; editing it changes nothing (resuming says so). The encoded data the run trains on
 is the run's own ``tokens.bin``: resuming never reads the original corpus again.
+
+With several processes (``distributed``, see :mod:`.distributed`) rank 0 holds the run
+directory and creates (or loads) the run; the other ranks rebuild the same task from what
+rank 0 wrote there, so the run directory must be on a filesystem every process sees. A step
+that fails on any rank fails on every rank, reported once by rank 0.
 """
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, SeqnetWarning
+from ..errors import CheckpointError, DistributedError, SeqnetWarning
 from ..tasks import TASKS, LanguageModelConfig, Task
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import TrainerConfig
+from .distributed import make_world
 from .run_dir import RunDirectory
 from .trainer import Trainer
 
@@ -46,43 +52,138 @@ def configs_of(checkpoint: Checkpoint) -> tuple[type[Task], Any, TrainerConfig]:
         TrainerConfig.from_json(config.get("trainer", {}), "config['trainer']")
 
 
-def _held(run: RunDirectory | str | Path, *, new: bool) -> RunDirectory:
+def _held(run: RunDirectory | str | Path | None, *, new: bool) -> RunDirectory:
     if isinstance(run, RunDirectory):
         return run
+    if run is None and new:
+        return RunDirectory.claim_default()
     return RunDirectory.claim(run) if new else RunDirectory.open_for_resume(run)
 
 
-def new_run(kind: str, task_config, trainer_config: TrainerConfig, run: RunDirectory | str | Path,
-            **trainer_options) -> Trainer:
+def new_run(kind: str, task_config, trainer_config: TrainerConfig, run: RunDirectory | str | Path | None,
+            *, distributed="auto", **trainer_options) -> Trainer:
     """A trainer for a fresh run of task ``kind`` (data read and model built now) in ``run``: a
-    RunDirectory this process holds, or a path to claim. If the setup fails, what it created
-    is removed."""
+    RunDirectory this process holds, a path to claim, or None (the first free runs/default[-N]).
+    If the setup fails, what it created is removed."""
+    world = make_world(distributed)
     task_config.validate()
     trainer_config.validate()
+    if world.size > 1:
+        return _new_job_run(world, kind, task_config, trainer_config, run, trainer_options)
     run = _held(run, new=True)
     try:
-        task = TASKS[kind].create(task_config, run.path, backend=trainer_config.backend, device=trainer_config.device,
-                                  dtype=trainer_config.dtype, seed=trainer_config.seed)
-        return Trainer(task, trainer_config, run, **trainer_options)
+        task = TASKS[kind].create(task_config, run.path, **_build_options(trainer_config, world))
+        return Trainer(task, trainer_config, run, distributed=world, **trainer_options)
     except BaseException:
         run.abandon()
         raise
 
 
-def resume_run(run: RunDirectory | str | Path, **trainer_options) -> Trainer:
+def _build_options(trainer_config: TrainerConfig, world) -> dict:
+    return dict(backend=trainer_config.backend, device=world.device_for(trainer_config.backend, trainer_config.device),
+                dtype=trainer_config.dtype, seed=trainer_config.seed)
+
+
+def _root_first(world, act):
+    """Rank 0 runs ``act()`` -> (its result, a JSON record for the others); every rank gets the
+    record. If rank 0 failed, it raises its error and the others one it reports."""
+    result = record = error = None
+    if world.is_root:
+        try:
+            result, record = act()
+        except BaseException as err:            # noqa: BLE001 - the others must hear of it first
+            error = err
+    record = world.bcast_json(None if error is not None else record)
+    if error is not None:
+        raise error
+    if record is None:
+        raise world.everywhere(DistributedError("rank 0 could not start the run (its message says why)"))
+    return result, record
+
+
+def _new_job_run(world, kind, task_config, trainer_config, run, trainer_options) -> Trainer:
+    """new_run with several processes: rank 0 claims the directory and creates the task (its
+    encoded data lands there), the others rebuild it from rank 0's setup."""
+    build = _build_options(trainer_config, world)
+
+    def create():
+        held = _held(run, new=True)
+        try:
+            task = TASKS[kind].create(task_config, held.path, **build)
+        except BaseException:
+            held.abandon()
+            raise
+        return (held, task), {"run_dir": str(held.path.absolute()), "task": task_config.to_json(),
+                              "setup": task.setup()}
+
+    created, record = _root_first(world, create)
+    held, task = created if created is not None else (None, None)
+    try:
+        error = None
+        try:
+            if not world.is_root:
+                task_cls = TASKS[kind]
+                with world.quiet():
+                    task = task_cls.rebuild(task_cls.Config.from_json(record["task"], "rank 0's settings"),
+                                            record["setup"], run_dir=Path(record["run_dir"]), **build)
+        except BaseException as err:            # noqa: BLE001 - every rank learns of it (agree)
+            error = err
+        world.agree(error)
+        return Trainer(task, trainer_config, held if world.is_root else record["run_dir"], distributed=world,
+                       **trainer_options)
+    except BaseException:
+        if held is not None:
+            held.abandon()
+        raise
+
+
+def resume_run(run: RunDirectory | str | Path, *, distributed="auto", **trainer_options) -> Trainer:
     """A trainer that continues the run in ``run`` from its latest intact checkpoint. Nothing in
-    the run directory changes until :meth:`Trainer.run`."""
+    the run directory changes until :meth:`Trainer.run`. With several processes, any number of
+    them continues a run written by any number."""
+    world = make_world(distributed)
+    if world.size > 1:
+        return _resume_job_run(world, run, trainer_options)
     run = _held(run, new=False)
     try:
         checkpoint = load_checkpoint(run.path)
         task_cls, task_config, trainer_config = configs_of(checkpoint)
         _warn_if_config_json_edited(run.path, checkpoint)
-        task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=trainer_config.backend,
-                                device=trainer_config.device, dtype=trainer_config.dtype, seed=trainer_config.seed,
-                                run_dir=run.path)
-        return Trainer(task, trainer_config, run, **trainer_options).restore(checkpoint)
+        task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=run.path,
+                                **_build_options(trainer_config, world))
+        return Trainer(task, trainer_config, run, distributed=world, **trainer_options).restore(checkpoint)
     except BaseException:
         run.release()
+        raise
+
+
+def _resume_job_run(world, run, trainer_options) -> Trainer:
+    """resume_run with several processes: rank 0 takes the directory; every rank reads the checkpoint."""
+    def take():
+        held = _held(run, new=False)
+        return held, str(held.path.absolute())
+
+    held, record = _root_first(world, take)
+    path = Path(record)
+    try:
+        error = task = None
+        try:
+            with world.quiet():
+                checkpoint = load_checkpoint(path)
+                task_cls, task_config, trainer_config = configs_of(checkpoint)
+                if world.is_root:
+                    _warn_if_config_json_edited(path, checkpoint)
+                task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=path,
+                                        **_build_options(trainer_config, world))
+        except BaseException as err:            # noqa: BLE001 - every rank learns of it (agree)
+            error = err
+        world.agree(error)
+        trainer = Trainer(task, trainer_config, held if world.is_root else path, distributed=world,
+                          **trainer_options)
+        return trainer.restore(checkpoint)
+    except BaseException:
+        if held is not None:
+            held.release()
         raise
 
 

@@ -3,9 +3,16 @@
 :class:`Trainer` knows nothing about what is learned (see :mod:`seqnet.tasks`). One step:
 
     lr = schedule(step - phase_start); model.zero_grad()
-    for each of the k micro-batches: task.loss_and_grads(batch, grad_scale=1/k)
-    reduce_gradients(grads)                  # all gradients, between backward and clipping
+    micro-batches = task.train_batches(k); total = their weights (loss terms), all processes'
+    for each micro-batch: task.loss_and_grads(batch, grad_scale=batch.weight / total)
+    reduce_gradients(grads, loss)            # all gradients, between backward and clipping
     clip by value, clip by global norm; optimizer.step(params, grads)
+
+Scaling each micro-batch's mean-loss gradient by its share of the loss terms makes the sum
+the gradient of the mean loss of the whole batch, however unevenly it was cut. With
+several processes (:mod:`.distributed`, ``distributed=``) each trains on its share of every
+batch, ``reduce_gradients`` sums the gradients of all of them, and every process then clips
+and steps identically; only rank 0 prints and writes.
 
 Losses stay on the device and are read back every ``log_every`` steps (and at every
 evaluation and checkpoint), where a NaN or infinite loss stops the run. Every figure it
@@ -29,14 +36,17 @@ from typing import Callable
 import numpy as np
 
 from ..backend import to_numpy
-from ..errors import NonFiniteLossError
+from ..errors import DistributedError, NonFiniteLossError
+from ..files import atomic_writer
+from ..random_state import rng_from_json, rng_to_json
 from ..tasks import Task
 from .checkpoint import has_checkpoint, save_checkpoint
 from .clipping import clip_grad_norm, clip_grad_value
 from .config import TrainerConfig
+from .distributed import make_world
 from .optimizers import make_optimizer
 from .output import Progress, write_line
-from .run_dir import RunDirectory
+from .run_dir import RunDirectory, RunFollower
 from .schedules import make_schedule
 
 LOG2 = math.log(2)
@@ -54,29 +64,63 @@ class Trainer:
     """Trains ``task.model`` on ``task``'s data under ``config``; writes the run directory ``run``.
 
     ``run`` is a :class:`~seqnet.training.run_dir.RunDirectory` this process holds, or a path
-    (then nothing is locked: the caller promises to be the only writer).
+    (then nothing is locked: the caller promises to be the only writer). ``distributed``:
+    "auto" (data-parallel over MPI when an MPI launcher started several processes), "mpi",
+    "off", or a world of :mod:`.distributed`. With several processes every one of them builds
+    its Trainer at the same point (best through :func:`~seqnet.training.new_run` and
+    :func:`~seqnet.training.resume_run`); rank 0 holds ``run`` and the others only read it.
     """
 
     def __init__(self, task: Task, config: TrainerConfig, run: RunDirectory | str | Path, *,
-                 log: Callable[[str], None] | None = None, json_lines: bool = False, progress: bool = True):
-        self.task, self.config = task, config.validate()
-        task.check_trainer_config(self.config)
-        self.model = task.model
-        self.directory = run if isinstance(run, RunDirectory) else RunDirectory(run)
-        self.run_dir = self.directory.path
-        self.json_lines, self.progress = json_lines, progress
-        self.log = log or (lambda text: write_line(sys.stderr if json_lines else sys.stdout, text))
-        self.optimizer = make_optimizer(config.optimizer, self.model.params, config.lr)
-        self.step = 0
-        self.history: list[tuple[int, float]] = []          # (step, training loss in bits per token)
-        self.phases: list[dict] = []
-        self._stop: int | None = None
+                 log: Callable[[str], None] | None = None, json_lines: bool = False, progress: bool = True,
+                 distributed="auto"):
+        self.world = world = make_world(distributed)
+        error = None
+        try:
+            self.task, self.config = task, config.validate()
+            if world.size > 1:
+                task.shard(world.rank, world.size)
+            task.check_trainer_config(self.config)
+            self.model = task.model
+            if world.is_root:
+                self.directory = run if isinstance(run, RunDirectory) else RunDirectory(run)
+            else:                                       # rank 0 writes; this rank reads, prints nothing
+                self.directory = RunFollower(run.path if isinstance(run, RunDirectory) else run)
+                log, json_lines, progress = (lambda text: None), False, False
+            self.run_dir = self.directory.path
+            self.json_lines, self.progress = json_lines, progress
+            self.log = log or (lambda text: write_line(sys.stderr if json_lines else sys.stdout, text))
+            self.optimizer = make_optimizer(config.optimizer, self.model.params, config.lr)
+            self.step = 0
+            self.history: list[tuple[int, float]] = []          # (step, training loss in bits per token)
+            self.phases: list[dict] = []
+            self._stop: int | None = None
+            self._votes = (0, 0)                                # the job's (SIGINT, SIGTERM) votes this step
+            self._decorrelate_dropout()
+        except BaseException as err:                    # noqa: BLE001 - every rank learns of it (agree)
+            error = err
+        world.agree(error)
+        self.reducer = world.gradient_reducer(self.model)
+
+    def _decorrelate_dropout(self, saved: list | None = None) -> None:
+        """Each process draws its own dropout masks: rank r's generator is rank 0's jumped r
+        times (2^127 draws each), or the one it had when the checkpoint was written by as
+        many processes (``saved``)."""
+        rng = getattr(self.model, "dropout_rng", None)
+        if rng is None or self.world.size == 1:
+            return
+        if isinstance(saved, list) and len(saved) == self.world.size:
+            rng.bit_generator.state = rng_from_json(saved[self.world.rank]).bit_generator.state
+        elif self.world.rank:
+            rng.bit_generator.state = rng.bit_generator.jumped(self.world.rank).state
 
     # -- one step -------------------------------------------------------------------------
-    def reduce_gradients(self, grads) -> None:
+    def reduce_gradients(self, grads, loss):
         """The one place where the gradients of all parameters are complete, before clipping
-        and the update (``grads``: the model's live ``param_grads``). One process: nothing to
-        do; data-parallel training sums them across processes here."""
+        and the update (``grads``: the model's live ``param_grads``; ``loss``: this process's
+        part of the step's loss). One process: nothing to do; data-parallel training sums
+        both over all processes here. Returns the loss of the whole step."""
+        return loss if self.reducer is None else self.reducer(grads, loss)
 
     def train_step(self):
         """One optimizer step over ``config.accumulate`` micro-batches; returns the mean loss
@@ -85,19 +129,34 @@ class Trainer:
         self.optimizer.lr = self.schedule(self.step - cfg.phase_start)
         model.zero_grad()
         batches = self.task.train_batches(cfg.accumulate)
+        votes = (int(self._stop == signal.SIGINT), int(self._stop == signal.SIGTERM))
+        total, self._votes = self.world.step_totals(float(sum(batch.weight for batch in batches)), votes)
+        if not total > 0:
+            raise DistributedError(f"step {self.step}: the batch holds no loss terms on any process")
         loss = None
         for batch in batches:
-            part = self.task.loss_and_grads(batch, 1.0 / len(batches))
+            share = batch.weight / total
+            part = self.task.loss_and_grads(batch, share) * share
             loss = part if loss is None else loss + part
+        if loss is None:                            # this process's share of the batch is empty
+            loss = model.backend.zeros((), model.dtype)
         grads = model.param_grads
-        self.reduce_gradients(grads)
+        loss = self.reduce_gradients(grads, loss)
         if cfg.clip_value > 0:
             clip_grad_value(grads, cfg.clip_value, xp=xp)
         if cfg.clip > 0:
             clip_grad_norm(grads, cfg.clip, xp=xp)
         self.optimizer.step(model.params, grads)
         self.step += 1
-        return loss if len(batches) == 1 else loss / len(batches)
+        return loss
+
+    def _stopping(self) -> int | None:
+        """The signal that stops the run after this step: this process's own, or with several
+        the one the processes voted for (so that all stop after the same step)."""
+        if self.world.size == 1:
+            return self._stop
+        sigint, sigterm = self._votes
+        return signal.SIGTERM if sigterm else signal.SIGINT if sigint else None
 
     @property
     def schedule(self):
@@ -128,34 +187,102 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save(self) -> None:
-        opt_json, opt_arrays = self.optimizer.state_dict()
+        """Write a checkpoint of the whole job (with several processes: a collective call;
+        the parameters are compared across processes first, and rank 0 writes)."""
+        world = self.world
+        world.check_same_parameters(self.model.params, self.step)
         task_json, task_arrays = self.task.state_dict()
+        task_arrays = self._join_shards(task_arrays)
+        rng = getattr(self.model, "dropout_rng", None)
+        rngs = world.allgather_json(rng_to_json(rng)) if world.size > 1 and rng is not None else None
+        if not world.is_root:
+            return
+        opt_json, opt_arrays = self.optimizer.state_dict()
         steps, bits = (zip(*self.history) if self.history else ((), ()))
+        trainer = {"optimizer": opt_json, "phases": self.phases}
+        if rngs is not None:
+            trainer["dropout_rngs"] = rngs
         save_checkpoint(
             self.run_dir, step=self.step,
             config={"task": {"kind": self.task.kind, **self.task.config.to_json()}, "trainer": self.config.to_json()},
             task={"kind": self.task.kind, "setup": self.task.setup(), "state": task_json},
-            trainer={"optimizer": opt_json, "phases": self.phases},
+            trainer=trainer,
             weights={k: to_numpy(v) for k, v in self.model.state_dict().items()},
             optimizer_arrays=opt_arrays, task_arrays=task_arrays,
             trainer_arrays={"history_step": np.asarray(steps, dtype=np.int64),
                             "history_bits": np.asarray(bits, dtype=np.float64)},
         )
 
+    def _join_shards(self, arrays: dict) -> dict:
+        """The task's state arrays of all processes: each process's part of a sharded array
+        (``task.sharded_state``) joined in rank order, on rank 0."""
+        if self.world.size == 1:
+            return arrays
+        def axis_of(name):
+            return next((axis for prefix, axis in self.task.sharded_state.items() if name.startswith(prefix)), None)
+        sharded = sorted(name for name in arrays if axis_of(name) is not None)
+        names = self.world.allgather_json(sharded)
+        if any(other != sharded for other in names):
+            raise self.world.everywhere(DistributedError(
+                f"step {self.step}: the processes hold different task state arrays ({names}); cannot write a "
+                "checkpoint of the job"))
+        return {**arrays, **{name: self.world.gather_along(arrays[name], axis_of(name)) for name in sharded}}
+
     def restore(self, checkpoint) -> "Trainer":
-        """Continue from ``checkpoint`` (see :func:`seqnet.training.checkpoint.load_checkpoint`)."""
-        self.model.load_state_dict(checkpoint.weights)
-        self.optimizer = make_optimizer(self.config.optimizer, self.model.params, self.config.lr)
-        self.optimizer.load_state_dict(checkpoint.trainer["optimizer"], checkpoint.optimizer_arrays, self.model.backend)
-        self.task.load_state_dict(checkpoint.task["state"], checkpoint.task_arrays)
-        self.step = checkpoint.step
-        arrays = checkpoint.trainer_arrays or {}
-        if "history_step" in arrays:
-            self.history = [(int(s), float(b)) for s, b in zip(arrays["history_step"], arrays["history_bits"])]
-        else:                                             # format 1 kept nats, in JSON
-            self.history = [(int(s), float(v) / LOG2) for s, v in checkpoint.trainer.get("history_nats", [])]
-        self.phases = list(checkpoint.trainer.get("phases", []))
+        """Continue from ``checkpoint`` (see :func:`seqnet.training.checkpoint.load_checkpoint`);
+        with several processes every one calls this, and a checkpoint of any number of them
+        serves."""
+        error = None
+        try:
+            self.model.load_state_dict(checkpoint.weights)
+            self.optimizer = make_optimizer(self.config.optimizer, self.model.params, self.config.lr)
+            self.optimizer.load_state_dict(checkpoint.trainer["optimizer"], checkpoint.optimizer_arrays,
+                                           self.model.backend)
+            self.task.load_state_dict(checkpoint.task["state"], checkpoint.task_arrays)
+            self.step = checkpoint.step
+            arrays = checkpoint.trainer_arrays or {}
+            if "history_step" in arrays:
+                self.history = [(int(s), float(b)) for s, b in zip(arrays["history_step"], arrays["history_bits"])]
+            else:                                             # format 1 kept nats, in JSON
+                self.history = [(int(s), float(v) / LOG2) for s, v in checkpoint.trainer.get("history_nats", [])]
+            self.phases = list(checkpoint.trainer.get("phases", []))
+            self._decorrelate_dropout(checkpoint.trainer.get("dropout_rngs"))
+        except BaseException as err:                    # noqa: BLE001 - every rank learns of it (agree)
+            error = err
+        self.world.agree(error)
         return self
+
+    def _synchronise(self) -> None:
+        """Start from rank 0's step, settings, parameters and optimizer state on every process."""
+        world = self.world
+        if world.size == 1:
+            return
+        root = world.bcast_json({"step": self.step, "config": self.config.to_json(), "phases": self.phases})
+        error = None
+        if root["step"] != self.step:
+            error = DistributedError(f"rank {world.rank} is at step {self.step} but rank 0 at step {root['step']}: "
+                                     f"they read different checkpoints of {self.run_dir}; every process must see "
+                                     "the run directory on one shared filesystem")
+        world.agree(error)
+        if not world.is_root:
+            self.config, self.phases = TrainerConfig.from_json(root["config"]), root["phases"]
+        backend, params = self.model.backend, self.model.params
+        values = world.broadcast_arrays({name: to_numpy(value) for name, value in params.items()})
+        opt_json, opt_arrays = self.optimizer.state_dict()
+        opt_json, opt_arrays = world.bcast_json(opt_json), world.broadcast_arrays(opt_arrays)
+        if not world.is_root:
+            for name, value in values.items():
+                params[name] = backend.asarray(value, self.model.dtype_name)
+            self.optimizer = make_optimizer(self.config.optimizer, self.model.params, self.config.lr)
+            self.optimizer.load_state_dict(opt_json, opt_arrays, backend)
+
+    def _write_processes(self) -> None:
+        """processes.json: each rank's pid, host and local rank (a launcher names a dead process by its pid)."""
+        processes = getattr(self.world, "processes", None)
+        if processes is None or not self.world.is_root:
+            return
+        with atomic_writer(self.run_dir / "processes.json", "w") as f:
+            f.write(json.dumps({"ranks": processes}, indent=1) + "\n")
 
     # -- the loop -------------------------------------------------------------------------
     def _check_losses(self, pending: list) -> float:
@@ -163,7 +290,7 @@ class Trainer:
         values = [float(v) / LOG2 for v in to_numpy(self.model.backend.xp.stack([loss for _, loss in pending]))]
         for (step, _), value in zip(pending, values):
             if not math.isfinite(value):
-                raise NonFiniteLossError(self._nan_message(step, value))
+                raise self.world.everywhere(NonFiniteLossError(self._nan_message(step, value)))
             self.history.append((step, value))
         pending.clear()
         return values[-1]
@@ -199,10 +326,15 @@ class Trainer:
         """Train up to ``config.steps``; returns the summary record (also written to metrics.jsonl).
 
         The run directory is held (locked) while this runs and released when it returns or
-        raises; a second call takes it again."""
+        raises; a second call takes it again. With several processes: an exception on one of
+        them ends the whole job (MPI_Abort) with a message naming its rank, except those that
+        every process raises at the same step (a non-finite loss, an interruption, parameters
+        that differ across processes)."""
         self.directory.acquire()
         try:
-            return self._run()
+            with self.world.ending_on_error((NonFiniteLossError, TrainingInterrupted, DistributedError)):
+                self._synchronise()
+                return self._run()
         finally:
             self.directory.release()
 
@@ -210,6 +342,9 @@ class Trainer:
         cfg, task = self.config, self.task
         self.directory.rollback_metrics(self.step)
         self.log(f"run directory: {self.run_dir}  |  {task.describe()}, backend {self.model.backend.name}")
+        if self.reducer is not None:
+            self.log(self.world.describe(self.reducer))
+            self._write_processes()
         pending: list = []
         last_bits = self.history[-1][1] if self.history else None
         metrics, started, start_step, tok_s = {}, time.perf_counter(), self.step, 0.0
@@ -224,17 +359,18 @@ class Trainer:
             while self.step < cfg.steps:
                 pending.append((self.step, self.train_step()))
                 last = self.step == cfg.steps
-                stopping = self._stop is not None
+                signum = self._stopping()
+                stopping = signum is not None
                 boundary = last or stopping or due(cfg.checkpoint_every) or due(cfg.eval_every) or due(task.report_every)
                 if due(cfg.log_every) or boundary:
                     last_bits = self._check_losses(pending)
                     tok_s = (self.step - start_step) * task.tokens_per_step / max(time.perf_counter() - started, 1e-9)
                 progress.update(self.step, last_bits if not pending else None, tok_s, force=boundary)
                 if due(cfg.eval_every) or last:
-                    metrics = task.evaluate()
+                    metrics = self.world.bcast_json(task.evaluate() if self.world.is_root else None)
                     self.emit({"event": "eval", "step": self.step, train_key: last_bits, **metrics,
                                "tokens_per_s": tok_s, "lr": self.optimizer.lr})
-                if due(task.report_every) and not last and not stopping:
+                if due(task.report_every) and not last and not stopping and self.world.is_root:
                     text = task.report(self.step)
                     if text is not None:
                         progress.clear()
@@ -243,7 +379,7 @@ class Trainer:
                     self.save()
                 if stopping:
                     self.emit({"event": "interrupted", "step": self.step})
-                    raise TrainingInterrupted(self.step, self._stop, self.run_dir)
+                    raise TrainingInterrupted(self.step, signum, self.run_dir)
         finally:
             progress.close()
             for sig, handler in previous.items():
@@ -253,7 +389,8 @@ class Trainer:
                    "tokens_per_s": (self.step - start_step) * task.tokens_per_step / max(elapsed, 1e-9),
                    "seconds": elapsed, "run_dir": str(self.run_dir)}
         self.emit(summary)
-        write_loss_plot(self.run_dir, self.history)
+        if self.world.is_root:
+            write_loss_plot(self.run_dir, self.history)
         return summary
 
     def close(self) -> None:
@@ -290,8 +427,6 @@ def write_loss_plot(run_dir: Path, history: list, max_points: int = 2000) -> Pat
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(run_dir) / "loss.png"
-    from ..files import atomic_writer
-
     with atomic_writer(path) as f:
         fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
