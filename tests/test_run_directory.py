@@ -395,3 +395,46 @@ def test_threads_limit_torch_too():
     pytest.importorskip("torch")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env())
     assert result.stdout.strip() == "1", result.stderr
+
+
+def test_a_lost_latest_json_falls_back_and_no_new_run_starts_over_checkpoints(finished, corpus, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    (run / "latest.json").unlink()
+    for args in (("sample", run, "--length", 5, "--seed", 1), ("eval", run, "--corpus", corpus, "--json")):
+        result = seqnet(*args)
+        assert result.returncode == 0, result.stderr
+        assert "latest.json is missing; using the newest intact checkpoint, step-00000012" in result.stderr
+    before = snapshot(run)
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", run, *TINY), "already holds a run", "--resume")
+    assert snapshot(run) == before
+    resumed = seqnet("train", "--out", run, "--resume", "--steps", 14, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(run).step == 14
+
+
+def test_out_refuses_a_directory_of_other_files_and_touches_nothing(corpus, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.jsonl").write_text("mine\n")
+    (mine / "tokens.bin").write_text("precious\n")
+    for extra in ([], ["--seq-len", "100000"]):
+        assert_usage_error(seqnet("train", "--corpus", corpus, "--out", mine, *TINY, *extra),
+                           "already holds files that are not a seqnet run (metrics.jsonl, tokens.bin)")
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.jsonl", "tokens.bin"]
+    assert (mine / "tokens.bin").read_text() == "precious\n"
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", "", *TINY), "--out: expected a directory path")
+    (tmp_path / "runs" / "default").mkdir(parents=True)
+    (tmp_path / "runs" / "default" / "notes").write_text("mine")
+    result = seqnet("train", "--corpus", corpus, *TINY, "--json", cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["run_dir"] == "runs/default-2"
+
+
+def test_an_edited_step_or_an_unknown_pointer_version_is_damage(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    meta = run / "checkpoints" / "step-00000012" / "meta.json"
+    meta.write_text(meta.read_text().replace('"step": 12', '"step": 5', 1))
+    result = seqnet("sample", run, "--length", 5, "--seed", 1)
+    assert result.returncode == 0 and "says step 5, but it lies in step-00000012" in result.stderr
+    pointer = json.loads((run / "latest.json").read_text())
+    (run / "latest.json").write_text(json.dumps({**pointer, "format_version": 7}))
+    assert "format_version 7" in seqnet("sample", run, "--length", 5).stderr

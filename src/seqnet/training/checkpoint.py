@@ -191,6 +191,9 @@ def _read_pointer(run_dir: Path) -> Path:
             f"not a seqnet run directory: {path} has format {pointer.get('format')!r}, "
             f"expected {POINTER_FORMAT!r}"
         )
+    if pointer.get("format_version") not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path} has format_version {pointer.get('format_version')!r}; this seqnet reads "
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
     relative = pointer.get("checkpoint")
     parts = PurePosixPath(relative).parts if isinstance(relative, str) else ()
     if len(parts) != 2 or parts[0] != "checkpoints" or parts[1] in ("..", "."):
@@ -327,6 +330,8 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback
     if not (path / "latest.json").exists():
         if (path / "meta.json").exists():
             return _load_step_dir(path, optimizer)
+        if fallback and _step_dirs(path / "checkpoints"):
+            return _newest_intact(path, None, f"{path / 'latest.json'} is missing", optimizer)
         if is_run_directory(path):
             raise CheckpointError(f"{path} holds no checkpoint yet: the run stopped before its first one was "
                                   "written; start it again (without --resume)")
@@ -338,18 +343,26 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback
     except CheckpointError as damaged:
         if not fallback:
             raise
-        named = _pointer_target(path)
-        for step_dir in _step_dirs(path / "checkpoints"):
-            if step_dir == named:
-                continue
-            try:
-                checkpoint = _load_step_dir(step_dir, optimizer)
-            except CheckpointError:
-                continue
-            warnings.warn(f"the newest checkpoint of {path} is damaged ({damaged}); using the newest intact one, "
-                          f"{step_dir.name} (step {checkpoint.step})", SeqnetWarning, stacklevel=2)
-            return checkpoint
-        raise
+        try:
+            return _newest_intact(path, _pointer_target(path), f"the newest checkpoint of {path} is damaged "
+                                                               f"({damaged})", optimizer)
+        except CheckpointError:
+            raise damaged from None
+
+
+def _newest_intact(path: Path, skip: Path | None, why: str, optimizer: bool = True) -> Checkpoint:
+    """The newest step directory of ``path`` that loads (but ``skip``), with a warning saying ``why``."""
+    for step_dir in _step_dirs(path / "checkpoints"):
+        if step_dir == skip:
+            continue
+        try:
+            checkpoint = _load_step_dir(step_dir, optimizer)
+        except CheckpointError:
+            continue
+        warnings.warn(f"{why}; using the newest intact checkpoint, {step_dir.name} (step {checkpoint.step})",
+                      SeqnetWarning, stacklevel=3)
+        return checkpoint
+    raise CheckpointError(f"{why}, and no other checkpoint of {path} is intact")
 
 
 def _pointer_target(run_dir: Path) -> Path | None:
@@ -386,6 +399,10 @@ def _load_step_dir(step_dir: Path, optimizer: bool) -> Checkpoint:
     missing = [key for key in required if key not in meta]
     if missing:
         raise CheckpointError(f"{meta_path} lacks {', '.join(missing)}")
+    named = _STEP_DIR.fullmatch(step_dir.name)
+    if named and meta["step"] != int(named.group(1)):
+        raise CheckpointError(f"{meta_path} says step {meta['step']!r}, but it lies in {step_dir.name}: edited or "
+                              "damaged")
     manifest = meta["arrays"] if isinstance(meta["arrays"], dict) else {}
     weights = _read_verified(step_dir, manifest.get("weights"), "weights")
     optimizer_arrays = _read_verified(step_dir, manifest.get("optimizer"), "optimizer") if optimizer else None
@@ -424,9 +441,11 @@ def _from_version_1(meta: dict, step_dir: Path, weights, optimizer_arrays, read_
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
-    """Whether ``run_dir`` has committed a checkpoint (its latest.json exists).
+    """Whether ``run_dir`` has committed a checkpoint: its latest.json, or any step directory.
 
-    Deliberately not "a loadable checkpoint": a damaged one must make the caller's
-    :func:`load_checkpoint` fail loudly, not make it start a fresh run over the old one.
+    Deliberately not "a loadable checkpoint": a damaged one (or a lost latest.json) must make
+    the caller's :func:`load_checkpoint` fall back or fail loudly, never make it start a
+    fresh run over the old one.
     """
-    return (Path(run_dir) / "latest.json").is_file()
+    run_dir = Path(run_dir)
+    return (run_dir / "latest.json").is_file() or bool(_step_dirs(run_dir / "checkpoints"))

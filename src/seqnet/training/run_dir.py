@@ -60,9 +60,16 @@ class RunDirectory:
     @classmethod
     def claim(cls, path: str | os.PathLike) -> "RunDirectory":
         """Hold ``path`` for a new run: it must not hold a run already (its own or someone's)."""
+        if not str(path).strip():
+            raise RunDirectoryError("--out: expected a directory path, received an empty one")
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise RunDirectoryError(f"--out: {run.path} is a file, expected a directory for the run")
+        foreign = run._foreign_entries()
+        if foreign:
+            raise RunDirectoryError(f"--out: {run.path} already holds files that are not a seqnet run ("
+                                    + ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                                    + "); choose a new or empty directory (nothing was changed)")
         if has_checkpoint(run.path):
             raise RunDirectoryError(f"--out: {run.path} already holds a run; pass --resume to continue it, "
                                     "or choose another --out (nothing was changed)")
@@ -75,12 +82,19 @@ class RunDirectory:
         remove_stale_temporaries(run.path)
         return run
 
+    def _foreign_entries(self) -> list[str]:
+        """What a directory holds when it is not a run directory (empty, or a run, or missing: [])."""
+        if not self.path.is_dir() or is_run_directory(self.path):
+            return []
+        return sorted(entry.name for entry in self.path.iterdir())
+
     @classmethod
     def claim_default(cls, base: str = "runs/default") -> "RunDirectory":
         """Hold the first of ``base``, ``base-2``, ... that holds no run and no other writer."""
         for n in range(1, 10_000):
             candidate = Path(base if n == 1 else f"{base}-{n}")
-            if candidate.exists() and (not candidate.is_dir() or has_checkpoint(candidate)):
+            if candidate.exists() and (not candidate.is_dir() or has_checkpoint(candidate)
+                                       or cls(candidate)._foreign_entries()):
                 continue
             try:
                 return cls.claim(candidate)
