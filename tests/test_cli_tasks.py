@@ -116,6 +116,17 @@ def test_train_misuse(runs, tmp_path):
     columns.write_text("EU NNP B-ORG\nrejects O\n", encoding="utf-8")
     assert_usage_error(seqnet("train", "--task", "tag", "--data", columns), "train",
                        "cols.conll:2: expected 3 columns (as on line 1), received 2")
+    single = tmp_path / "single.jsonl"
+    single.write_text("".join(json.dumps({"text": f"t{i}", "label": "only"}) + "\n" for i in range(6)), encoding="utf-8")
+    assert_usage_error(seqnet("train", "--task", "classify", "--data", single, "--out", tmp_path / "s"), "train",
+                       "every example has the label 'only'; a classifier needs at least 2 classes")
+    multi = tmp_path / "multi.jsonl"
+    multi.write_text("".join(json.dumps({"text": f"t{i}", "labels": ["a", "b"][: i % 3]}) + "\n" for i in range(9)),
+                     encoding="utf-8")
+    assert_usage_error(seqnet("train", "--task", "classify", "--data", multi, "--class-weights", "balanced",
+                              "--out", tmp_path / "m"), "train", "--class-weights balanced:", "multi-label")
+    assert_usage_error(seqnet("train", "--task", "classify", "--data", files["classify"], "--batch", "100000",
+                              "--out", tmp_path / "b"), "train", "--batch: expected at most the", "received 100000")
 
 
 def test_eval_predict_sample_misuse(runs):

@@ -122,3 +122,31 @@ def test_bucket_batcher_covers_each_epoch_once_with_little_padding_and_is_reprod
 def test_pad_batch():
     ids, lengths = pad_batch([np.array([1, 2, 3]), np.array([4])], pad_id=0)
     assert ids.tolist() == [[1, 4], [2, 0], [3, 0]] and lengths.tolist() == [3, 1]
+
+
+def test_byte_order_mark_and_label_types(tmp_path):
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes("\ufeffpos\tgood\n".encode("utf-8"))
+    assert [(e.labels, e.text) for e in read_classification(bom)] == [(("pos",), "good")]
+    with pytest.raises(DataFileError, match=r"n.jsonl:1: expected 'label' to be a non-empty string, received 3"):
+        read_classification(_write(tmp_path / "n.jsonl", '{"text": "a", "label": 3}\n'))
+    with pytest.raises(DataFileError, match=r"c.jsonl:1: expected 'condition' to be a non-empty string, received True"):
+        read_generation(_write(tmp_path / "c.jsonl", '{"condition": true, "text": "x"}\n'))
+
+
+def test_sentences_to_tag_from_json_lines(tmp_path):
+    path = _write(tmp_path / "s.jsonl", '{"text": "EU rejects  it"}\n\n{"tokens": ["Peter", "ran"]}\n')
+    assert [(s.tokens, s.tags, s.lines) for s in read_conll(path, require_tags=False)] == [
+        (("EU", "rejects", "it"), (), (1, 1, 1)), (("Peter", "ran"), (), (3, 3))]
+    with pytest.raises(DataFileError, match=r"b.jsonl:1: expected 'tokens' to be a list of non-empty strings"):
+        read_conll(_write(tmp_path / "b.jsonl", '{"tokens": ["a", ""]}\n'), require_tags=False)
+    with pytest.raises(DataFileError, match=r"o.jsonl:1: expected a 'tokens' list or a 'text' string"):
+        read_conll(_write(tmp_path / "o.jsonl", '{"words": ["a"]}\n'), require_tags=False)
+
+
+def test_a_sentence_per_line_file_read_as_conll_warns(tmp_path):
+    from seqnet.errors import SeqnetWarning
+    path = _write(tmp_path / "lines.txt", "EU rejects it\nPeter ran home\n")
+    with pytest.warns(SeqnetWarning, match="its 2 lines make one sentence"):
+        sentences = read_conll(path, require_tags=False)
+    assert [s.tokens for s in sentences] == [("EU", "Peter")]

@@ -18,11 +18,12 @@ Blank lines are skipped in JSON lines and TSV files. Texts must be non-empty.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataFileError
+from ..errors import DataFileError, SeqnetWarning
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DOCSTART = "-DOCSTART-"
@@ -72,7 +73,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     except OSError as err:
         raise DataFileError(f"{path}: cannot be read ({err.strerror})") from err
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")              # a leading byte-order mark is not part of the text
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
         raise DataFileError(f"{path}:{line}: not valid UTF-8 (byte {data[err.start]:#04x}); "
@@ -157,9 +158,9 @@ def _read_classification_json(path: Path, require_labels: bool = True) -> list[T
         text = _text_field(record, "text", where)
         if has[0] == "label":
             label = record["label"]
-            if not isinstance(label, (str, int)) or isinstance(label, bool) or str(label) == "":
+            if not isinstance(label, str) or not label.strip():
                 raise DataFileError(f"{where}: expected 'label' to be a non-empty string, received {label!r}")
-            labels = (str(label),)
+            labels = (label,)
         else:
             value = record["labels"]
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -218,6 +219,8 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
     path = _existing(path, "a CoNLL file (token and tag columns, blank lines between sentences)")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a CoNLL file")
+    if not require_tags and (path.suffix.lower() in JSON_SUFFIXES or _first_char(path) == "{"):
+        return _read_sentences_json(path)
     sentences, tokens, tags, lines = [], [], [], []
     columns = None                                      # (count, line that set it)
 
@@ -252,6 +255,30 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
     if not sentences:
         raise DataFileError(f"{path}: no sentence (zero tokens); expected token and tag columns with blank lines "
                             "between sentences")
+    if not require_tags and len(sentences) == 1 and columns[0] > 1 and len(sentences[0].lines) > 1:
+        warnings.warn(f"{path}: read as CoNLL, one token per line (its first column) and blank lines between "
+                      f"sentences: its {len(sentences[0].lines)} lines make one sentence; for one sentence per "
+                      'line write JSON lines {"text": "..."}', SeqnetWarning, stacklevel=2)
+    return sentences
+
+
+def _read_sentences_json(path: Path) -> list[TaggedSentence]:
+    """Sentences to tag from JSON lines: {"tokens": [...]} or {"text": "..."} (split at whitespace)."""
+    sentences = []
+    for number, record in _json_records(path, ()):
+        where = f"{path}:{number}"
+        if "tokens" in record:
+            tokens = record["tokens"]
+            if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
+                raise DataFileError(f"{where}: expected 'tokens' to be a list of non-empty strings, received "
+                                    f"{str(tokens)[:60]}")
+        elif "text" in record:
+            tokens = _text_field(record, "text", where).split()
+        else:
+            raise DataFileError(f"{where}: expected a 'tokens' list or a 'text' string (the record has {sorted(record)})")
+        sentences.append(TaggedSentence(tuple(tokens), (), str(path), (number,) * len(tokens)))
+    if not sentences:
+        raise DataFileError(f"{path}: no sentence; expected one JSON object per line")
     return sentences
 
 
@@ -268,10 +295,10 @@ def read_generation(path, *, require_text: bool = True) -> list[ConditionedText]
     for number, record in _json_records(path, ("condition", "text") if require_text else ("condition",)):
         where = f"{path}:{number}"
         condition = record["condition"]
-        if not isinstance(condition, (str, int)) or isinstance(condition, bool) or str(condition) == "":
+        if not isinstance(condition, str) or not condition.strip():
             raise DataFileError(f"{where}: expected 'condition' to be a non-empty string, received {condition!r}")
         text = _text_field(record, "text", where) if require_text or "text" in record else ""
-        examples.append(ConditionedText(str(condition), text, where))
+        examples.append(ConditionedText(condition, text, where))
     if not examples:
         raise DataFileError(f"{path}: no examples; expected one JSON object per line")
     return examples

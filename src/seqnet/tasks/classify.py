@@ -22,7 +22,7 @@ from ..data import make_tokenizer, read_classification, tokenizer_from_json
 from ..data.labeled import TextExample
 from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
-from ..errors import DataFileError
+from ..errors import ConfigError, DataFileError
 from ..layers import POOLINGS
 from ..metrics import classification_report, majority_baseline, multilabel_report, save_confusion_matrix
 from ..models import SequenceClassifier
@@ -96,6 +96,12 @@ class ClassifyTask(SequenceTask):
         # With a held-out split every label of the file is known (one seen only in the held-out part is
         # scored, never trained); a separate --valid file may only use labels of the training file.
         labels = LabelSet.fit([name for e in (train if config.valid else examples) for name in e.labels], "label")
+        if len(labels) < 2 and not multi_label:
+            raise DataFileError(f"{config.data}: every example has the label {labels.names[0]!r}; a classifier "
+                                "needs at least 2 classes")
+        if multi_label and config.class_weights == "balanced":
+            raise ConfigError(f"--class-weights balanced: weighs the classes of single-label data; {config.data} is "
+                              "multi-label")
         texts = [e.text for e in train]
         tokenizer = make_tokenizer("byte") if config.tokenizer == "byte" else \
             make_tokenizer(config.tokenizer, texts, max_words=config.max_words)

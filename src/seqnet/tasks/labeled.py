@@ -169,6 +169,9 @@ class SequenceTask(Task):
                               f"received {config.accumulate}")
 
     def _start_batches(self, seed: int) -> None:
+        if self.config.batch > len(self.train):
+            raise ConfigError(f"--batch: expected at most the {len(self.train)} training examples, received "
+                              f"{self.config.batch}")
         lengths = [len(e) for e in self.train]
         self.batcher = BucketBatcher(lengths, self.config.batch, seed=seed, bucket_batches=self.config.bucket_batches)
         self.tokens_per_step = int(round(self.config.batch * float(np.mean(lengths))))
