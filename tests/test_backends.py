@@ -323,3 +323,9 @@ def test_dropout_same_seed_same_mask_on_every_backend(xb):
         g = to_numpy(g)
         assert g.shape == to_numpy(lstm.state_dict()[k]).shape and np.all(np.isfinite(g)), k
         assert np.any(g != 0), k
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True])
+def test_set_num_threads_refuses_a_bad_count(threads):
+    with pytest.raises(seqnet.errors.ConfigError, match=rf"threads: expected a positive integer, received {threads!r}"):
+        seqnet.set_num_threads(threads)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from clitools import TINY, assert_usage_error, env, seqnet, write_corpus
+from clitools import TINY, assert_usage_error, command, env, seqnet, write_corpus
 
 SUMMARY_KEYS = {"steps", "train_bits_per_token", "val_bits_per_token", "tokens_per_s"}
 
@@ -110,7 +112,71 @@ def test_eval_reports_bits_and_perplexity(trained):
     assert math.isclose(record["perplexity"], 2 ** record["bits_per_token"], rel_tol=1e-9)
 
 
+def test_eval_of_a_short_text_uses_fewer_streams(trained, tmp_path):
+    run_dir, _, _ = trained
+    short = tmp_path / "short.txt"
+    short.write_text("the cat sat", encoding="utf-8")                       # 11 characters: 5 streams of 2
+    record = json.loads(seqnet("eval", run_dir, "--corpus", short, "--json").stdout)
+    assert record["streams"] == 5 and record["tokens"] == 5
+    one = tmp_path / "one.txt"
+    one.write_text("t", encoding="utf-8")
+    assert_usage_error(seqnet("eval", run_dir, "--corpus", one), "holds 1 token; expected at least 2")
+
+
+def test_products_survive_closed_and_full_outputs(trained):
+    run_dir, _, _ = trained
+    closed = subprocess.run(command("sample", run_dir, "--length", "20", "--seed", "1"), stderr=subprocess.PIPE,
+                            text=True, env=env(), timeout=120, preexec_fn=lambda: os.close(1))       # >&-
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
+    no_stdin = subprocess.run(command("sample", run_dir, "--length", "5"), capture_output=True, text=True, env=env(),
+                              timeout=120, preexec_fn=lambda: os.close(0))
+    assert no_stdin.returncode == 0 and no_stdin.stdout.strip(), no_stdin.stderr
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(command("sample", run_dir, "--length", "20"), stdout=full,
+                                    stderr=subprocess.PIPE, text=True, env=env(), timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "seqnet sample: error: standard output: cannot be written (No space left on device)" in result.stderr
+
+
+def test_resume_may_move_the_run_to_another_backend(trained, tmp_path):
+    pytest.importorskip("torch")
+    run_dir, _, _ = trained
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    result = seqnet("train", "--out", moved, "--resume", "--steps", "14", "--backend", "torch", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((moved / "config.json").read_text())
+    assert meta["trainer"]["backend"] == "torch"
+    again = seqnet("train", "--out", moved, "--resume", "--steps", "16", "--no-progress")
+    assert again.returncode == 0, again.stderr                              # the run stays on torch
+    assert json.loads((moved / "config.json").read_text())["trainer"]["backend"] == "torch"
+
+
 # --------------------------------------------------------------------------- mistakes
+
+
+def test_empty_corpus_name(tmp_path):
+    assert_usage_error(seqnet("train", "--corpus", "", "--out", tmp_path / "run", *TINY),
+                       "corpus: expected an existing file, directory, glob pattern", "received an empty string")
+
+
+def test_flags_the_run_would_ignore(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt")
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--max-words", "50", "--out", tmp_path / "a", *TINY),
+                       "--max-words: applies only with --tokenizer word; this run has --tokenizer char")
+    assert_usage_error(seqnet("train", "--corpus", corpus, "--out", tmp_path / "b", *TINY, "--sample-length", "0"),
+                       "--sample-every: applies only with --sample-length above 0")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    plain = TINY[:TINY.index("--sample-every")] + TINY[TINY.index("--checkpoint-every"):TINY.index("--sample-length")]
+    silent = seqnet("train", "--corpus", corpus, "--out", tmp_path / "c", *plain, "--sample-length", "0")
+    assert silent.returncode == 0, silent.stderr
+    assert silent.stdout.rstrip("\n").endswith(f"(sample again: seqnet sample {tmp_path / 'c'})")   # no sample
+    short = seqnet("train", "--corpus", corpus, "--out", tmp_path / "d", *plain, "--sample-length", "7")
+    assert short.returncode == 0, short.stderr
+    sample = seqnet("sample", tmp_path / "d", "--length", "7", "--seed", "0", "--temperature", "0.8").stdout
+    assert sample.strip() and short.stdout.endswith("(sample again: seqnet sample " + str(tmp_path / "d") + ")\n\n"
+                                                      + sample)             # 7 characters after training
 
 
 def test_missing_corpus(tmp_path):

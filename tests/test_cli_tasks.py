@@ -151,4 +151,47 @@ def test_eval_predict_sample_misuse(runs):
                        "--condition: 'title' never seen in training")
     assert_usage_error(seqnet("sample", generate, "--condition", "upper", "--prime", "A"), "sample", "--prime:")
     assert_usage_error(seqnet("sample", generate, "--condition", "upper", "--temperature", "0"), "sample",
-                       "temperature: expected a number > 0")
+                       "--temperature: expected a finite number > 0, received 0.0")
+
+
+def test_flags_a_labelled_run_would_ignore(runs, tmp_path):
+    files = runs["files"]
+    classify, tag, generate = runs["classify"][0], runs["tag"][0], runs["generate"][0]
+    assert_usage_error(seqnet("predict", classify, "--data", files["classify"], "--temperature", "0.5"), "predict",
+                       "--temperature: for generate runs, which sample", "holds a classify model")
+    assert_usage_error(seqnet("predict", generate, "--data", files["generate"], "--seed", "-3"), "predict",
+                       "--seed: expected an integer >= 0, received -3")
+    assert_usage_error(seqnet("eval", tag, "--data", files["tag"], "--batch", "4"), "eval",
+                       "--batch: for language and translation models", "holds a tag model")
+    assert_usage_error(seqnet("eval", classify, "--data", files["classify"], "--beam", "3"), "eval",
+                       "--beam: a search flag, for translation models")
+    assert_usage_error(seqnet("sample", generate, "--condition", "upper", "--greedy", "--seed", "1"), "sample",
+                       "--seed: a sampling control; --greedy does not sample")
+    assert_usage_error(seqnet("train", "--task", "classify", "--data", files["classify"], "--attention-size", "8",
+                              "--out", tmp_path / "a", *SMALL), "train", "--attention-size: applies only with --pooling "
+                                                                        "attention; this run has --pooling last")
+    assert_usage_error(seqnet("train", "--task", "tag", "--data", files["tag"], "--valid", files["tag"],
+                              "--val-fraction", "0.2", "--out", tmp_path / "b", *SMALL), "train",
+                       "--val-fraction: applies only with no --valid file")
+    assert_usage_error(seqnet("train", "--task", "classify", "--data", ""), "train",
+                       "data file: expected a JSON lines or TSV file", "received an empty path")
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("picture.jpg", "--plot: expected a .png file name, received"),
+    ("missing/picture.png", "--plot: the directory"),
+])
+def test_eval_plot_path_is_checked_before_scoring(runs, name, fragment):
+    classify, data = runs["classify"][0], runs["files"]["classify"]
+    path = runs["base"] / name
+    assert_usage_error(seqnet("eval", classify, "--data", data, "--plot", path), "eval", fragment)
+    assert not path.exists()
+
+
+def test_eval_plot_writes_the_confusion_matrix(runs):
+    pytest.importorskip("matplotlib")
+    path = runs["base"] / "confusion-eval.png"
+    result = seqnet("eval", runs["classify"][0], "--data", runs["files"]["classify"], "--plot", path)
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+

@@ -78,9 +78,15 @@ def test_translate_texts_files_json_and_n_best(runs, tmp_path):
     from_file = seqnet("translate", runs["run"], "--input", inputs, "--json", "--attention")
     assert from_file.returncode == 0, from_file.stderr
     records = [json.loads(line) for line in from_file.stdout.splitlines()]
-    assert [r["source"] for r in records] == ["one", "two three"]
-    weights = records[1]["attention"][0]
+    assert [r["source"] for r in records] == ["one", "", "two three"]      # a blank line keeps its place
+    assert records[1]["outputs"] == [] and records[1]["attention"] == []
+    weights = records[2]["attention"][0]
     assert len(weights[0]) == 2 and all(abs(sum(row) - 1) < 1e-5 for row in weights)
+    lines = seqnet("translate", runs["run"], "--input", inputs).stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""          # one output line per input line
+    after = seqnet("translate", runs["run"], "one", "--beam", "2", "two three", "--", "-x")
+    assert after.returncode == 0, after.stderr
+    assert len(after.stdout.splitlines()) == 3                             # TEXT after options, and after --
 
 
 def test_eval_data_reports_translation_metrics(runs):
@@ -131,6 +137,11 @@ def test_too_long_sides_say_how_to_raise_the_limit(runs, tmp_path):
     (["--beam", "2", "--n-best", "3"], "--n-best: expected at most --beam 2 outputs per source, received 3"),
     (["--min-len", "-1"], "--min-len: expected an integer >= 0, received -1"),
     (["--attention"], "--attention: the weights are printed only with --json"),
+    (["--max-len-a", "0", "--max-len-b", "0"], "--max-len-a, --max-len-b: both 0 allow no output token"),
+    (["--max-len-a", "inf"], "--max-len-a: expected a finite number >= 0, received inf"),
+    (["--beam", "2", "--alpha", "0.5"], "--alpha: the exponent of a length penalty; add --length-penalty avg or wu"),
+    (["--bogus"], "seqnet translate: error: unrecognized arguments: --bogus"),
+    (["", "two"], "TEXT: expected non-empty sources, received '' (argument 2)"),
 ])
 def test_bad_search_flags(runs, args, fragment):
     assert_usage_error(seqnet("translate", runs["run"], "one", *args), fragment)
@@ -168,6 +179,26 @@ def test_commands_refuse_the_other_kind_of_run(runs):
     assert_usage_error(seqnet("sample", runs["lm"], "--beam", "2", "--temperature", "0.5"),
                        "--temperature: beam search does not sample")
     assert_usage_error(seqnet("sample", runs["lm"], "--block-ngram", "2"), "--block-ngram: applies to beam search only")
+
+
+def test_flags_that_would_do_nothing_are_refused(runs):
+    assert_usage_error(seqnet("eval", runs["lm"], "--corpus", runs["train"], "--beam", "2"),
+                       "--beam: a search flag, for translation models", "holds a lm model")
+    assert_usage_error(seqnet("eval", runs["run"], "--data", runs["valid"], "--seq-len", "8"),
+                       "--seq-len: for language models", "holds a translate model")
+    assert_usage_error(seqnet("sample", runs["lm"], "--beam", "2", "--alpha", "0.7"),
+                       "--alpha: the exponent of a length penalty; add --length-penalty avg or wu")
+    assert_usage_error(seqnet("sample", runs["lm"], "--greedy", "--temperature", "0.5"),
+                       "--temperature: a sampling control; --greedy does not sample")
+    assert_usage_error(seqnet("sample", runs["lm"], "--greedy", "--num", "3"),
+                       "--num: --greedy gives one text", "received 3")
+    assert_usage_error(seqnet("sample", runs["lm"], "--temperature", "inf"),
+                       "--temperature: expected a finite number > 0, received inf")
+    assert_usage_error(seqnet("sample", runs["lm"], "--length", "0"), "--length: expected a positive integer, received 0")
+    assert_usage_error(seqnet("sample", runs["lm"], "--top-k", "0"), "--top-k: expected a positive integer, received 0")
+    assert_usage_error(seqnet("sample", runs["lm"], "--seed", "-3"), "--seed: expected an integer >= 0, received -3")
+    assert_usage_error(seqnet("sample", runs["lm"], "extra"), "seqnet sample: error: unrecognized arguments: extra")
+    assert_usage_error(seqnet("sample", runs["lm"], "--threads", "0"), "--threads: expected a positive integer")
 
 
 def test_error_output_is_one_line(runs):

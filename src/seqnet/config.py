@@ -19,12 +19,23 @@ POSITIVE_INT, NONNEGATIVE_INT, POSITIVE_FLOAT, NONNEGATIVE_FLOAT, FRACTION, PROB
     "positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "fraction", "probability")
 
 
+# ``only_with`` rules shared by several tasks' settings (see :func:`option`)
+WITH_WORD_TOKENIZER = ("tokenizer", lambda kind: kind == "word", "--tokenizer word")
+WITHOUT_VALID_FILE = ("valid", lambda valid: valid is None, "no --valid file (which is the validation data)")
+WITH_SAMPLES = ("sample_length", lambda length: length > 0, "--sample-length above 0")
+
+
 def option(default: Any, help: str, *, kind: str | None = None, choices: Callable[[], tuple] | tuple | None = None,
-           flag: str | None = None, cli: bool = True):
+           flag: str | None = None, cli: bool = True, only_with: tuple[str, Callable[[Any], bool], str] | None = None):
     """A settings field: ``default``, its ``help`` text, the ``kind`` of value it takes, its
     ``choices`` (a tuple or a function returning the names a registry knows), and its flag
-    (default ``--name-with-dashes``; ``cli=False`` keeps it off the command line)."""
-    return field(default=default, metadata={"help": help, "kind": kind, "choices": choices, "flag": flag, "cli": cli})
+    (default ``--name-with-dashes``; ``cli=False`` keeps it off the command line).
+
+    ``only_with = (other field, test of its value, what the test asks for)``: the setting does
+    something only when the other one passes the test (``--max-words`` only with ``--tokenizer
+    word``); :meth:`Settings.check_given` refuses it when it is given without."""
+    return field(default=default, metadata={"help": help, "kind": kind, "choices": choices, "flag": flag, "cli": cli,
+                                            "only_with": only_with})
 
 
 def flag_of(f) -> str:
@@ -85,3 +96,17 @@ class Settings:
             if choices is not None and value not in choices:
                 raise ConfigError(f"{flag}: expected one of {', '.join(map(str, choices))}, received {value!r}")
         return self
+
+    def check_given(self, given) -> None:
+        """Refuse a setting in ``given`` (the names set by the user) that these settings ignore
+        (see ``only_with`` of :func:`option`)."""
+        by_name = {f.name: f for f in fields(self)}
+        for name in given:
+            rule = by_name[name].metadata.get("only_with")
+            if rule is None:
+                continue
+            other, test, wanted = rule
+            value = getattr(self, other)
+            if not test(value):
+                raise ConfigError(f"{flag_of(by_name[name])}: applies only with {wanted}; this run has "
+                                  f"{flag_of(by_name[other])} {value} (drop {flag_of(by_name[name])})")

@@ -20,7 +20,7 @@ def set_num_threads(threads: int) -> None:
     torch, if it is imported later by the torch backend, gets the same limit then."""
     global _limiter, _threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"--threads: expected a positive integer, received {threads!r}")
+        raise ConfigError(f"threads: expected a positive integer, received {threads!r}")
     from threadpoolctl import threadpool_limits
 
     _limiter = threadpool_limits(limits=threads)

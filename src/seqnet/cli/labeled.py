@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 
 from ..errors import SeqnetError
+from ..metrics import check_plot_path
+from ..training.output import emit
+from .options import check_sampling_flags
 
 LABELED_TASKS = ("classify", "tag", "generate")
 
@@ -18,8 +21,8 @@ def add_predict_parser(sub, backend_arguments, threads_argument) -> None:
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="texts (JSON lines with 'text', or one text per line), CoNLL "
                                                  "sentences (tag column optional), or JSON lines with 'condition'")
-    p.add_argument("--temperature", type=float, default=0.8, help="generate runs (default: 0.8)")
-    p.add_argument("--seed", type=int, default=0, help="generate runs (default: 0)")
+    p.add_argument("--temperature", type=float, default=None, help="generate runs (default: 0.8)")
+    p.add_argument("--seed", type=int, default=None, help="generate runs (default: 0)")
     backend_arguments(p)
     threads_argument(p)
 
@@ -58,13 +61,21 @@ def _require_data(args) -> str:
 def cmd_eval(task, args) -> int:
     if getattr(args, "corpus", None) is not None:
         raise SeqnetError(f"--corpus: for language models; {args.run_dir} holds a {task.kind} model (use --data FILE)")
-    if args.plot is not None and task.kind != "classify":
-        raise SeqnetError(f"--plot: the confusion matrix is for classify runs; {args.run_dir} holds a {task.kind} model")
+    if args.batch is not None:
+        raise SeqnetError(f"--batch: for language and translation models; {args.run_dir} holds a {task.kind} model, "
+                          "scored a length bucket at a time")
+    if args.plot is not None:
+        if task.kind != "classify":
+            raise SeqnetError(f"--plot: the confusion matrix is for classify runs; {args.run_dir} holds a {task.kind} "
+                              "model")
+        if task.multi_label:
+            raise SeqnetError(f"--plot: {args.run_dir} holds a multi-label classifier, which has no confusion matrix")
+        check_plot_path(args.plot, "--plot")
     report = task.evaluate_file(_require_data(args), plot=args.plot)
     if args.json:
-        print(json.dumps(report))
+        emit(json.dumps(report))
         return 0
-    print(_eval_text(task.kind, report))
+    emit(_eval_text(task.kind, report))
     return 0
 
 
@@ -106,23 +117,25 @@ def _eval_text(kind: str, report: dict) -> str:
 def cmd_predict(args) -> int:
     from ..training.runs import load_task
 
+    check_sampling_flags(args)
     task = load_task(args.run_dir, args.backend, args.device)
     if task.kind not in LABELED_TASKS:
         raise SeqnetError(f"{args.run_dir}: holds a {task.kind} model; seqnet predict needs a classify, tag or "
                           "generate run (sample from a language model with seqnet sample)")
-    options = {"temperature": args.temperature, "seed": args.seed} if task.kind == "generate" else {}
-    if task.kind == "generate" and not (isinstance(args.temperature, float) and args.temperature > 0):
-        raise SeqnetError(f"--temperature: expected a number > 0, received {args.temperature}")
+    if task.kind != "generate":
+        given = [flag for flag, value in (("--temperature", args.temperature), ("--seed", args.seed)) if value is not None]
+        if given:
+            raise SeqnetError(f"{given[0]}: for generate runs, which sample; {args.run_dir} holds a {task.kind} model")
+    options = {"temperature": 0.8 if args.temperature is None else args.temperature,
+               "seed": 0 if args.seed is None else args.seed} if task.kind == "generate" else {}
     for record in task.predict_file(args.data, **options):       # a closed pipe (| head) ends it quietly (main)
-        print(json.dumps(record, ensure_ascii=False), flush=True)
+        if not emit(json.dumps(record, ensure_ascii=False)):
+            break
     return 0
 
 
 def cmd_sample(task, args) -> int:
     """``seqnet sample`` on a generate run: --num texts for --condition."""
-    if args.num < 1 or args.length < 1:
-        raise SeqnetError(f"--{'num' if args.num < 1 else 'length'}: expected a positive integer, received "
-                          f"{args.num if args.num < 1 else args.length}")
     if args.condition is None:
         raise SeqnetError(f"--condition: {args.run_dir} holds a conditional generator; name one of its conditions: "
                           + ", ".join(task.conditions.names))
@@ -131,7 +144,7 @@ def cmd_sample(task, args) -> int:
     texts = task.generate([args.condition] * args.num, max_length=args.length, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed)
     for text in texts:
-        print(text)
+        emit(text)
     return 0
 
 

@@ -21,12 +21,12 @@ from ..backend import BACKEND_NAMES
 from ..errors import SeqnetError, SeqnetWarning
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
-from ..training.output import silence, write_line
+from ..training.output import emit, ensure_standard_streams, silence, write_line
 from . import labeled
-from .options import add_settings, device_value, given_settings, settings_from
+from .options import add_settings, check_sampling_flags, device_value, given_settings, settings_from
 
 DEFAULT_TASK = "lm"
-EXIT_USAGE, EXIT_INTERRUPTED = 2, {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _train_parser(sub) -> None:
@@ -91,8 +91,11 @@ def _eval_parser(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--corpus", default=None, help="language models: the text to score")
     labeled.add_eval_arguments(p)
-    p.add_argument("--batch", type=int, default=16, help="parallel streams, or sources translated together (default: 16)")
-    p.add_argument("--seq-len", type=int, default=128, help="(default: 128)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="language models: parallel streams (default: 16, fewer for a corpus under 32 tokens); "
+                        "translation models: sources translated together (default: 16)")
+    p.add_argument("--seq-len", type=int, default=None, help="language models: the steps of each forward pass "
+                                                             "(default: 128)")
     add_search_arguments(p, batch=False)
     _backend_arguments(p)
     p.add_argument("--json", action="store_true")
@@ -154,15 +157,16 @@ def _conflicts(args, trainer, may_change: tuple) -> list[str]:
 def _resume(args, kwargs, world):
     from ..training.runs import resume_run
 
-    trainer = resume_run(Path(args.out), **kwargs)
+    given = given_settings(args, TrainerConfig)
+    trainer = resume_run(Path(args.out), backend=given.get("backend"), device=given.get("device"), **kwargs)
     error = None
     try:
         phase = TrainerConfig.PHASE_SETTINGS if args.new_phase else ("steps",)
-        conflicts = _conflicts(args, trainer, phase)
+        conflicts = _conflicts(args, trainer, (*phase, *TrainerConfig.PLACEMENT_SETTINGS))
         if conflicts:
-            what = ("a new phase may change only " + ", ".join(map(_flag, phase)) if args.new_phase
-                    else "a resumed run keeps its own settings (only --steps may change; --new-phase allows a "
-                         "fresh schedule)")
+            what = ("a new phase may change only " + ", ".join(map(_flag, (*phase, "backend", "device")))
+                    if args.new_phase else "a resumed run keeps its own settings (only --steps, --backend and "
+                                           "--device may change; --new-phase allows a fresh schedule)")
             raise SeqnetError(f"--resume: {what}; drop " + ", ".join(conflicts) + " (nothing was changed)")
         steps = getattr(args, "steps", None)
         if steps is not None and steps <= trainer.step:
@@ -210,6 +214,7 @@ def cmd_train(args) -> int:
             task = TASKS[getattr(args, "task", DEFAULT_TASK)]
             _refuse_other_tasks_flags(args, task)
             task_config = settings_from(args, task.Config).validate()
+            task_config.check_given(given_settings(args, task.Config))
             trainer_config = settings_from(args, TrainerConfig).validate()
     except SeqnetError as err:
         error = err
@@ -259,8 +264,10 @@ def _print_summary(trainer, summary: dict) -> None:
         lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
                  f"bits/token, validation {'n/a' if val is None else f'{val:.3f}'} bits/token, "
                  f"{summary['tokens_per_s']:,.0f} tokens/s",
-                 f"run directory: {run_dir}  (sample again: seqnet sample {run_dir})\n",
-                 trainer.model.generate("", 500, temperature=0.8, seed=0)[0]]
+                 f"run directory: {run_dir}  (sample again: seqnet sample {run_dir})"]
+        length = trainer.task.config.sample_length
+        if length:
+            lines += ["", trainer.model.generate("", length, temperature=0.8, seed=0)[0]]
     for line in lines:
         write_line(sys.stdout, line)
 
@@ -282,31 +289,51 @@ def _load_run(args):
 
 
 def cmd_sample(args) -> int:
+    check_sampling_flags(args)
     task = _load_run(args)
     labeled.check_condition_flag(task, args)
     if task.kind == "generate":                                 # conditional generators: cli/labeled.py
         if args.beam is not None:
             raise SeqnetError(f"--beam: {args.run_dir} holds a conditional generator, which samples; drop --beam")
+        _check_greedy(args)
         args.temperature = 0.8 if args.temperature is None else args.temperature
         return labeled.cmd_sample(task, args)
     options = _sample_options(args)
     model = _load_language_model(args, task).model
     texts = model.generate(args.prime, args.length, num_samples=args.num, **options)
     for k, text in enumerate(texts):
-        if len(texts) > 1 and not write_line(sys.stdout, f"--- sample {k + 1} ---"):
+        if len(texts) > 1 and not emit(f"--- sample {k + 1} ---"):
             break
-        if not write_line(sys.stdout, text):
+        if not emit(text):
             break
     return 0
+
+
+def _check_greedy(args) -> None:
+    """--greedy takes the most likely token each step: the sampling controls do nothing, and
+    every one of --num samples would be the same text."""
+    if not args.greedy:
+        return
+    given = [flag for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                                      ("--top-p", args.top_p), ("--seed", args.seed)) if value is not None]
+    if given:
+        raise SeqnetError(f"{given[0]}: a sampling control; --greedy does not sample (drop one of them)")
+    if args.num > 1:
+        raise SeqnetError(f"--num: --greedy gives one text (every greedy sample is the same); expected 1, received "
+                          f"{args.num}")
 
 
 def _sample_options(args) -> dict:
     """generate()'s sampling or beam-search keyword arguments; flags of the other mode are refused."""
     beam_flags = {"--length-penalty": args.length_penalty, "--alpha": args.alpha, "--block-ngram": args.block_ngram}
+    if args.alpha is not None and args.length_penalty in (None, "none"):
+        raise SeqnetError(f"--alpha: the exponent of a length penalty; add --length-penalty avg or wu (received "
+                          f"--alpha {args.alpha} without one)")
     if args.beam is None:
         given = [flag for flag, value in beam_flags.items() if value is not None]
         if given:
             raise SeqnetError(f"{given[0]}: applies to beam search only; add --beam K")
+        _check_greedy(args)
         return dict(temperature=0.8 if args.temperature is None else args.temperature, top_k=args.top_k,
                     top_p=args.top_p, greedy=args.greedy, seed=args.seed)
     if args.beam < 1:
@@ -326,21 +353,28 @@ def _sample_options(args) -> dict:
 
 def cmd_eval(args) -> int:
     from ..tasks import TranslateTask
-    from .translate import eval_translation
+    from .translate import eval_translation, given_search_flags
 
     task = _load_run(args)
+    if not isinstance(task, TranslateTask) and given_search_flags(args):
+        raise SeqnetError(f"{given_search_flags(args)[0]}: a search flag, for translation models; {args.run_dir} "
+                          f"holds a {task.kind} model")
+    if task.kind != "lm" and args.seq_len is not None:
+        raise SeqnetError(f"--seq-len: for language models; {args.run_dir} holds a {task.kind} model, which reads "
+                          "whole sequences")
     if isinstance(task, TranslateTask):                          # translation runs: cli/translate.py
         return eval_translation(args, task)
     if task.kind in labeled.LABELED_TASKS:                      # classify / tag / generate: cli/labeled.py
         return labeled.cmd_eval(task, args)
     labeled.check_lm_eval_flags(args)
-    result = _load_language_model(args, task).evaluate_corpus(args.corpus, args.batch, args.seq_len)
-    streams = result.pop("streams")
+    result = _load_language_model(args, task).evaluate_corpus(args.corpus, args.batch,
+                                                              128 if args.seq_len is None else args.seq_len)
+    streams = result["streams"]
     if args.json:
-        write_line(sys.stdout, json.dumps(result))
+        emit(json.dumps(result))
     else:
         unknown = f", {result['unknown_tokens']:,} of them unknown (<UNK>)" if result["unknown_tokens"] else ""
-        write_line(sys.stdout, f"{result['tokens']:,} tokens predicted (of {result['corpus_tokens']:,} in the corpus, "
+        emit(f"{result['tokens']:,} tokens predicted (of {result['corpus_tokens']:,} in the corpus, "
                                f"in {streams} streams{unknown}): {result['bits_per_token']:.4f} bits per token, "
                                f"perplexity {result['perplexity']:.3f}")
     return 0
@@ -370,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     follower = launched_rank() > 0               # a process of an MPI job other than rank 0: rank 0 speaks
     name = "?"
     try:
+        ensure_standard_streams()
         with _silenced(follower):                # usage errors and --help: once for the job
-            args = build_parser().parse_args(argv)
+            args = parse_arguments(build_parser(), argv)
         name = args.command
         from .translate import cmd_translate
 
@@ -383,12 +418,18 @@ def main(argv: list[str] | None = None) -> int:
             _show_warnings(args.command)
         from ..backend.threads import set_num_threads
 
+        if args.threads < 1:
+            raise SeqnetError(f"--threads: expected a positive integer, received {args.threads}")
         set_num_threads(args.threads)
         return command(args)
     except SeqnetError as err:
         if not is_reported_elsewhere(err):
             write_line(sys.stderr, f"seqnet {name}: error: {err}")
         return EXIT_USAGE
+    except MemoryError:
+        write_line(sys.stderr, f"seqnet {name}: error: out of memory; try a smaller --batch, --hidden or input "
+                               "(checkpoints already written are intact)")
+        return EXIT_FAILURE
     except KeyboardInterrupt as stop:
         if not follower:
             write_line(sys.stderr, f"\nseqnet {name}: interrupted" + (
@@ -400,6 +441,36 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that the TEXT arguments of ``seqnet translate`` may come
+    after its options (``translate DIR --beam 4 "text"``; after ``--`` everything is TEXT), and
+    unknown arguments are reported by the subcommand that received them."""
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    unknown, texts, literal = [], [], False
+    for item in extras:
+        if item == "--" and not literal:
+            literal = True
+        elif literal or not item.startswith("-") or item == "-" or _is_number(item):
+            texts.append(item)
+        else:
+            unknown.append(item)
+    if args.command == "translate" and not unknown:
+        args.texts = [*args.texts, *texts]
+        return args
+    subcommand = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    subcommand.error("unrecognized arguments: " + " ".join(unknown or extras))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -8,10 +8,12 @@ them that differs from the run's own settings, whatever its value.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import MISSING, fields
 
 from ..config import FRACTION, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, PROBABILITY
 from ..config import Settings, choices_of, flag_of
+from ..errors import SeqnetError
 
 _INT_KINDS = (POSITIVE_INT, NONNEGATIVE_INT)
 _FLOAT_KINDS = (POSITIVE_FLOAT, NONNEGATIVE_FLOAT, FRACTION, PROBABILITY)
@@ -59,3 +61,18 @@ def given_settings(args: argparse.Namespace, cls: type[Settings]) -> dict:
 def settings_from(args: argparse.Namespace, cls: type[Settings]):
     """An instance of ``cls``: its defaults, overridden by the flags given (not yet validated)."""
     return cls(**given_settings(args, cls))
+
+
+def check_sampling_flags(args) -> None:
+    """The sampling flags of ``sample`` and ``predict``, checked under their own names."""
+    for flag, value in (("--length", getattr(args, "length", None)), ("--num", getattr(args, "num", None)),
+                        ("--top-k", getattr(args, "top_k", None))):
+        if value is not None and value < 1:
+            raise SeqnetError(f"{flag}: expected a positive integer, received {value}")
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise SeqnetError(f"--temperature: expected a finite number > 0, received {args.temperature}")
+    top_p = getattr(args, "top_p", None)
+    if top_p is not None and not 0 < top_p <= 1:
+        raise SeqnetError(f"--top-p: expected a probability in (0, 1], received {top_p}")
+    if args.seed is not None and args.seed < 0:
+        raise SeqnetError(f"--seed: expected an integer >= 0, received {args.seed}")

@@ -4,46 +4,66 @@ translation run, printing translations and scores."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from ..decoding import LENGTH_PENALTIES
 from ..errors import SeqnetError
+from ..training.output import emit
+
+
+SEARCH_DEFAULTS = {"beam": 1, "n_best": 1, "length_penalty": "none", "alpha": 1.0, "max_len_a": 1.5, "max_len_b": 10,
+                   "min_len": 0, "block_ngram": 0}
 
 
 def add_search_arguments(p, batch: bool = True) -> None:
     """The decoding flags shared by ``translate`` and ``eval`` of a translation model (``eval``
-    has its own --batch)."""
+    has its own --batch). They default to None, so that a flag given where it does nothing
+    (``eval`` of another kind of run) can be refused; :func:`search_options` fills in
+    ``SEARCH_DEFAULTS``."""
     g = p.add_argument_group("search")
-    g.add_argument("--beam", type=int, default=1, help="beam width; 1 is greedy search (default: 1)")
-    g.add_argument("--n-best", type=int, default=1, help="outputs per source, at most --beam (default: 1)")
-    g.add_argument("--length-penalty", choices=LENGTH_PENALTIES, default="none",
+    g.add_argument("--beam", type=int, default=None, help="beam width; 1 is greedy search (default: 1)")
+    g.add_argument("--n-best", type=int, default=None, help="outputs per source, at most --beam (default: 1)")
+    g.add_argument("--length-penalty", choices=LENGTH_PENALTIES, default=None,
                    help="rank finished outputs by score / len^alpha (avg) or / ((5+len)/6)^alpha (wu) (default: none)")
-    g.add_argument("--alpha", type=float, default=1.0, help="the length penalty's exponent (default: 1.0)")
-    g.add_argument("--max-len-a", type=float, default=1.5,
+    g.add_argument("--alpha", type=float, default=None,
+                   help="with --length-penalty avg or wu: the penalty's exponent (default: 1.0)")
+    g.add_argument("--max-len-a", type=float, default=None,
                    help="at most A * source length + B output tokens (default: A = 1.5)")
-    g.add_argument("--max-len-b", type=int, default=10, help="(default: B = 10)")
-    g.add_argument("--min-len", type=int, default=0, help="at least this many output tokens (default: 0)")
-    g.add_argument("--block-ngram", type=int, default=0, help="never repeat an n-gram of this size (default: 0, off)")
+    g.add_argument("--max-len-b", type=int, default=None, help="(default: B = 10)")
+    g.add_argument("--min-len", type=int, default=None, help="at least this many output tokens (default: 0)")
+    g.add_argument("--block-ngram", type=int, default=None, help="never repeat an n-gram of this size (default: 0, off)")
     if batch:
-        g.add_argument("--batch", type=int, default=64, help="sources translated together (default: 64)")
+        g.add_argument("--batch", type=int, default=None, help="sources translated together (default: 64)")
 
 
-def search_options(args) -> dict:
+def given_search_flags(args) -> list[str]:
+    """The search flags given on the command line."""
+    return ["--" + name.replace("_", "-") for name in SEARCH_DEFAULTS if getattr(args, name, None) is not None]
+
+
+def search_options(args, batch_default: int = 64) -> dict:
     """The keyword arguments of :meth:`seqnet.models.Seq2Seq.translate`, checked under the flags' names."""
-    for flag, value, low in (("--beam", args.beam, 1), ("--n-best", args.n_best, 1), ("--min-len", args.min_len, 0),
-                             ("--max-len-b", args.max_len_b, 0), ("--block-ngram", args.block_ngram, 0),
-                             ("--batch", args.batch, 1)):
-        if value < low:
-            raise SeqnetError(f"{flag}: expected {'a positive integer' if low else 'an integer >= 0'}, received {value}")
-    if args.n_best > args.beam:
-        raise SeqnetError(f"--n-best: expected at most --beam {args.beam} outputs per source, received {args.n_best}")
-    if args.max_len_a < 0:
-        raise SeqnetError(f"--max-len-a: expected a number >= 0, received {args.max_len_a}")
-    if not 0 <= args.alpha <= 10:
-        raise SeqnetError(f"--alpha: expected a number in [0, 10], received {args.alpha}")
-    return dict(beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
-                alpha=args.alpha if args.length_penalty != "none" else 0.0, max_len_a=args.max_len_a,
-                max_len_b=args.max_len_b, min_len=args.min_len, block_ngram=args.block_ngram, batch_size=args.batch)
+    o = {name: SEARCH_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name) for name in SEARCH_DEFAULTS}
+    o["batch"] = batch_default if args.batch is None else args.batch
+    for name, low in (("beam", 1), ("n_best", 1), ("min_len", 0), ("max_len_b", 0), ("block_ngram", 0), ("batch", 1)):
+        if o[name] < low:
+            raise SeqnetError(f"--{name.replace('_', '-')}: expected {'a positive integer' if low else 'an integer >= 0'}, "
+                              f"received {o[name]}")
+    if o["n_best"] > o["beam"]:
+        raise SeqnetError(f"--n-best: expected at most --beam {o['beam']} outputs per source, received {o['n_best']}")
+    if not (math.isfinite(o["max_len_a"]) and o["max_len_a"] >= 0):
+        raise SeqnetError(f"--max-len-a: expected a finite number >= 0, received {o['max_len_a']}")
+    if o["max_len_a"] == 0 and o["max_len_b"] == 0:
+        raise SeqnetError("--max-len-a, --max-len-b: both 0 allow no output token; expected A > 0 or B > 0")
+    if args.alpha is not None and o["length_penalty"] == "none":
+        raise SeqnetError(f"--alpha: the exponent of a length penalty; add --length-penalty avg or wu (received "
+                          f"--alpha {args.alpha} without one)")
+    if not (math.isfinite(o["alpha"]) and 0 <= o["alpha"] <= 10):
+        raise SeqnetError(f"--alpha: expected a number in [0, 10], received {o['alpha']}")
+    return dict(beam=o["beam"], n_best=o["n_best"], length_penalty=o["length_penalty"],
+                alpha=o["alpha"] if o["length_penalty"] != "none" else 0.0, max_len_a=o["max_len_a"],
+                max_len_b=o["max_len_b"], min_len=o["min_len"], block_ngram=o["block_ngram"], batch_size=o["batch"])
 
 
 def add_translate_parser(sub, backend_arguments, threads_argument) -> None:
@@ -74,26 +94,31 @@ def load_translation_task(args):
 
 
 def _sources(args) -> list[str]:
+    """The sources, one per TEXT or per line of the input; blank lines stay (their output is blank)."""
     if args.texts and args.input is not None:
         raise SeqnetError("--input: give sources as TEXT arguments or with --input FILE, not both")
     if args.texts:
+        blank = next((k for k, text in enumerate(args.texts) if not text.strip()), None)
+        if blank is not None:
+            raise SeqnetError(f"TEXT: expected non-empty sources, received {args.texts[blank]!r} (argument {blank + 1})")
         return list(args.texts)
     if args.input is None and sys.stdin.isatty():
         raise SeqnetError("TEXT: nothing to translate; give TEXT arguments, --input FILE, or pipe lines in")
-    if args.input in (None, "-"):
-        lines = sys.stdin.read().splitlines()
-    else:
-        try:
-            with open(args.input, encoding="utf-8") as f:
+    if args.input == "":
+        raise SeqnetError("--input: expected a file name (or '-' for standard input), received an empty string")
+    try:
+        if args.input in (None, "-"):
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.input, encoding="utf-8-sig") as f:
                 lines = f.read().splitlines()
-        except OSError as err:
-            raise SeqnetError(f"--input: cannot read {args.input} ({err.strerror})") from err
-        except UnicodeDecodeError as err:
-            raise SeqnetError(f"--input: {args.input} is not UTF-8 text ({err.reason})") from err
-    sources = [line for line in lines if line.strip()]
-    if not sources:
+    except OSError as err:
+        raise SeqnetError(f"--input: cannot read {args.input or 'standard input'} ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise SeqnetError(f"--input: {args.input or 'standard input'} is not UTF-8 text ({err.reason})") from err
+    if not any(line.strip() for line in lines):
         raise SeqnetError(f"--input: {args.input or 'standard input'} holds no source line")
-    return sources
+    return lines
 
 
 def cmd_translate(args) -> int:
@@ -102,16 +127,24 @@ def cmd_translate(args) -> int:
     options = search_options(args)
     task = load_translation_task(args)
     sources = _sources(args)
-    results = task.model.translate(sources, keep_attention=args.attention, **options)
-    for source, result in zip(sources, results):
+    given = [k for k, source in enumerate(sources) if source.strip()]
+    results = dict(zip(given, task.model.translate([sources[k] for k in given], keep_attention=args.attention,
+                                                   **options)))
+    for k, source in enumerate(sources):
+        result = results.get(k)                  # None: a blank line, answered by a blank line
         if args.json:
-            record = {"source": source, "outputs": result.outputs, "scores": result.scores}
+            record = {"source": source, "outputs": result.outputs if result else [],
+                      "scores": result.scores if result else []}
             if args.attention:
-                record["attention"] = [None if a is None else a.tolist() for a in result.attention]
-            print(json.dumps(record, ensure_ascii=False))
-            continue
-        for output, score in zip(result.outputs, result.scores):
-            print(f"{score:.4f}\t{output}" if args.scores else output)
+                record["attention"] = [None if a is None else a.tolist() for a in result.attention] if result else []
+            alive = emit(json.dumps(record, ensure_ascii=False))
+        elif result is None:
+            alive = emit("")
+        else:
+            alive = all(emit(f"{score:.4f}\t{output}" if args.scores else output)
+                        for output, score in zip(result.outputs, result.scores))
+        if not alive:                            # the reader went away
+            break
     return 0
 
 
@@ -121,15 +154,15 @@ def eval_translation(args, task) -> int:
         raise SeqnetError("--corpus: a translation model is evaluated on parallel pairs: --data FILE")
     if args.data is None:
         raise SeqnetError("--data: seqnet eval of a translation model needs --data FILE (TSV or JSON lines pairs)")
-    options = search_options(args)
+    options = search_options(args, batch_default=16)
     options.pop("n_best")
     result = task.evaluate_file(args.data, **options)
     if args.json:
-        print(json.dumps(result))
+        emit(json.dumps(result))
         return 0
     line = (f"{result['pairs']:,} pairs: exact match {100 * result['exact_match']:.2f}%, token accuracy "
             f"{100 * result['token_accuracy']:.2f}%, character error rate {100 * result['char_error_rate']:.2f}%")
     if "bleu" in result:
         line += f", BLEU {result['bleu']:.2f}"
-    print(line)
+    emit(line)
     return 0

@@ -44,6 +44,9 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
     nothing is found or every file is empty.
     """
     text = str(spec)
+    if not text.strip():                                 # Path("") is the current directory
+        raise CorpusError(f"corpus: expected an existing file, directory, glob pattern or {STDLIB_CORPUS!r}, "
+                          "received an empty string")
     if text == STDLIB_CORPUS:
         files = python_stdlib_files()
     elif Path(text).is_file():

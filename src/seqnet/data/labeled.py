@@ -60,6 +60,8 @@ class ConditionedText:
 
 
 def _existing(path, what: str) -> Path:
+    if not str(path).strip():                            # Path("") is the current directory
+        raise DataFileError(f"data file: expected {what}, received an empty path")
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: no such file or directory (expected {what})")

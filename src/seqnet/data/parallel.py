@@ -26,13 +26,18 @@ JSON_SUFFIXES = (".jsonl", ".json")
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """The (source, target) pairs of a TSV or JSON-lines file (see the module docstring)."""
+    what = "parallel data: TSV source<TAB>target or JSON lines"
+    if not str(path).strip():                            # Path("") is the current directory
+        raise CorpusError(f"data file: expected {what}, received an empty path")
     path = Path(path)
     if not path.is_file():
-        raise CorpusError(f"{path}: no such file (expected parallel data: TSV source<TAB>target or JSON lines)")
+        raise CorpusError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'} (expected {what})")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")      # a leading byte-order mark is not part of the text
     except UnicodeDecodeError as err:
         raise CorpusError(f"{path}: not UTF-8 text ({err})") from err
+    except OSError as err:
+        raise CorpusError(f"{path}: cannot be read ({err.strerror})") from err
     parse = _json_pair if path.suffix.lower() in JSON_SUFFIXES else _tsv_pair
     pairs = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -6,6 +6,31 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
+
+def check_plot_path(path, flag: str = "plot") -> Path:
+    """A picture file asked for by name: a .png in an existing, writable directory, with
+    matplotlib installed; otherwise a ConfigError naming ``flag``."""
+    import os
+
+    if not str(path).strip():
+        raise ConfigError(f"{flag}: expected a .png file name, received an empty string")
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"{flag}: expected a .png file name, received {str(path)!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{flag}: the directory {str(folder)!r} of {str(path)!r} does not exist")
+    if path.is_dir() or not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag}: cannot write {str(path)!r} ({'a directory' if path.is_dir() else 'permission denied'})")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{flag}: drawing needs matplotlib, which is not installed (pip install 'seqnet[plot]')") \
+            from None
+    return path
+
 
 def save_confusion_matrix(matrix, names: Sequence[str], path, title: str = "") -> Path | None:
     """A PNG of the row-normalised confusion matrix (row = gold class) with the counts written in;
@@ -37,6 +62,10 @@ def save_confusion_matrix(matrix, names: Sequence[str], path, title: str = "") -
         ax.set_title(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as err:
+        raise ConfigError(f"plot: cannot write {str(path)!r} ({err.strerror or err})") from None
+    finally:
+        plt.close(fig)
     return path

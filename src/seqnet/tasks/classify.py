@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import backend as backend_context
-from ..config import POSITIVE_INT, option
+from ..config import POSITIVE_INT, WITH_WORD_TOKENIZER, option
 from ..data import make_tokenizer, read_classification, tokenizer_from_json
 from ..data.labeled import TextExample
 from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
 from ..errors import ConfigError, DataFileError
 from ..layers import POOLINGS
-from ..metrics import classification_report, majority_baseline, multilabel_report, save_confusion_matrix
+from ..metrics import check_plot_path, classification_report, majority_baseline, multilabel_report
+from ..metrics import save_confusion_matrix
 from ..models import SequenceClassifier
 from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
                       kept_examples, warn_if_data_changed)
@@ -36,11 +37,13 @@ CLASS_WEIGHTS = ("none", "balanced")
 class ClassifyConfig(SequenceDataConfig):
     TASK = "classify"
     tokenizer: str = option("char", "token unit", choices=KINDS)
-    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT)
+    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT,
+                            only_with=WITH_WORD_TOKENIZER)
     max_len: int = option(400, "tokens kept from the start of each text", kind=POSITIVE_INT)
     bidirectional: bool = option(False, "bidirectional encoder")
     pooling: str = option("last", "how the encoder's states become one vector", choices=POOLINGS)
-    attention_size: int = option(64, "--pooling attention: size of the attention layer", kind=POSITIVE_INT)
+    attention_size: int = option(64, "--pooling attention: size of the attention layer", kind=POSITIVE_INT,
+                                 only_with=("pooling", lambda pooling: pooling == "attention", "--pooling attention"))
     class_weights: str = option("none", "weigh the loss of each class (balanced: by inverse frequency)",
                                 choices=CLASS_WEIGHTS)
 
@@ -223,8 +226,13 @@ class ClassifyTask(SequenceTask):
     # -- inference on files ---------------------------------------------------------------
     def evaluate_file(self, path, plot: str | None = None) -> dict:
         """Scores on a labelled file (labels never seen in training are an error); ``plot``: confusion PNG path."""
+        if plot is not None:
+            if self.multi_label:
+                raise ConfigError("plot: a multi-label classifier has no confusion matrix (its report has per-class "
+                                  "precision, recall and F1)")
+            check_plot_path(plot, "plot")
         report = self.scores([self.encode(e) for e in read_classification(path)])
-        if plot is not None and "confusion" in report:
+        if plot is not None:
             save_confusion_matrix(report["confusion"], self.labels.names, plot, Path(path).name)
         return report
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import backend as backend_context
-from ..config import NONNEGATIVE_INT, POSITIVE_INT, option
+from ..config import NONNEGATIVE_INT, POSITIVE_INT, WITH_SAMPLES, WITH_WORD_TOKENIZER, option
 from ..data import make_tokenizer, read_generation, tokenizer_from_json
 from ..data.labeled import ConditionedText
 from ..data.tokenizers import KINDS
@@ -31,13 +31,15 @@ from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, held_o
 class GenerateConfig(SequenceDataConfig):
     TASK = "generate"
     tokenizer: str = option("char", "token unit", choices=KINDS)
-    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT)
+    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT,
+                            only_with=WITH_WORD_TOKENIZER)
     max_len: int = option(400, "tokens kept from the start of each text", kind=POSITIVE_INT)
     embed: int = option(32, "embedding size", kind=POSITIVE_INT)
     condition_embed: int = option(16, "size of each condition's learned vector", kind=POSITIVE_INT)
     condition_at_start_only: bool = option(False, "the condition sets the initial state only (default: it also "
                                                   "enters every step's input)")
-    sample_every: int = option(400, "steps between samples shown during training", kind=POSITIVE_INT)
+    sample_every: int = option(400, "steps between samples shown during training", kind=POSITIVE_INT,
+                              only_with=WITH_SAMPLES)
     sample_length: int = option(60, "tokens per sample at most (0: no samples)", kind=NONNEGATIVE_INT)
 
 

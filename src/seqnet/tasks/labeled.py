@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..backend import to_numpy
-from ..config import FRACTION, POSITIVE_INT, PROBABILITY, Settings, option
+from ..config import FRACTION, POSITIVE_INT, PROBABILITY, WITHOUT_VALID_FILE, Settings, option
 from ..data.buckets import BucketBatcher, pad_batch
 from ..errors import ConfigError, DataFileError, SeqnetWarning
 from ..files import atomic_writer
@@ -46,7 +46,7 @@ class SequenceDataConfig(Settings):
     data: str | None = option(None, "training data file (classify, tag, generate)")
     valid: str | None = option(None, "validation data file (default: hold out --val-fraction of --data)")
     val_fraction: float = option(0.1, "share of --data held out for validation when no --valid is given",
-                                 kind=FRACTION)
+                                 kind=FRACTION, only_with=WITHOUT_VALID_FILE)
     cell: str = option("lstm", "recurrent cell", choices=lambda: tuple(RECURRENT_LAYERS))
     embed: int = option(64, "embedding size", kind=POSITIVE_INT)
     hidden: int = option(128, "hidden units per layer (and direction)", kind=POSITIVE_INT)

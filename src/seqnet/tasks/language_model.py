@@ -22,7 +22,8 @@ import numpy as np
 
 from ..backend import backend as backend_context
 from ..backend import to_numpy
-from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, Settings, option
+from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, WITH_SAMPLES, WITH_WORD_TOKENIZER
+from ..config import Settings, option
 from ..data import StreamBatcher, TokenStream, encode_corpus, iter_eval_batches, load_token_ids, make_tokenizer
 from ..data import resolve_corpus, split_train_val, tokenizer_from_json
 from ..data.corpus import iter_text_chunks
@@ -34,6 +35,7 @@ from ..random_state import rng_from_json, rng_to_json
 from .base import MicroBatch, Task, share_bounds
 
 UNKNOWN_WARNING = 0.05    # eval warns when more of the predicted tokens than this are <UNK>
+EVAL_STREAMS = 16        # parallel streams of eval_corpus unless told (fewer for a corpus under 32 tokens)
 CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (h), carry/1 (c)
 
 
@@ -41,7 +43,8 @@ CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (
 class LanguageModelConfig(Settings):
     corpus: str = option("python-stdlib", "file, directory, glob, or 'python-stdlib'")
     tokenizer: str = option("char", "token unit", choices=KINDS)
-    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT)
+    max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT,
+                            only_with=WITH_WORD_TOKENIZER)
     cell: str = option("lstm", "recurrent cell", choices=lambda: tuple(RECURRENT_LAYERS))
     layer_norm: bool = option(False, "layer-normalised LSTM cell (Ba et al. 2016)")
     embed: int = option(64, "embedding size", kind=POSITIVE_INT)
@@ -53,7 +56,8 @@ class LanguageModelConfig(Settings):
     batch: int = option(32, "parallel streams per step", kind=POSITIVE_INT)
     val_fraction: float = option(0.02, "tail of the corpus held out for validation", kind=FRACTION)
     eval_batches: int = option(20, "validation batches per evaluation (0: the whole split)", kind=NONNEGATIVE_INT)
-    sample_every: int = option(400, "steps between samples shown during training", kind=POSITIVE_INT)
+    sample_every: int = option(400, "steps between samples shown during training", kind=POSITIVE_INT,
+                              only_with=WITH_SAMPLES)
     sample_length: int = option(300, "characters or words per sample (0: no samples)", kind=NONNEGATIVE_INT)
 
     def validate(self) -> "LanguageModelConfig":
@@ -209,19 +213,26 @@ class LanguageModelTask(Task):
                                c.eval_batches)
         return {"val_bits_per_token": nats / math.log(2)}
 
-    def evaluate_corpus(self, corpus: str, batch: int, seq_len: int) -> dict:
-        """Bits per token of the trained model on another corpus, cut into ``batch`` streams;
-        every token after a stream's first is predicted. Also counts the predicted tokens that
-        the vocabulary did not know (<UNK>), with a warning when they are many."""
+    def evaluate_corpus(self, corpus: str, batch: int | None, seq_len: int) -> dict:
+        """Bits per token of the trained model on another corpus, cut into ``batch`` streams
+        (None: ``EVAL_STREAMS``, or fewer for a short corpus); every token after a stream's first
+        is predicted. Also counts the predicted tokens that the vocabulary did not know (<UNK>),
+        with a warning when they are many."""
         import tempfile
 
-        check_positive_int("--batch", batch)
+        if batch is not None:
+            check_positive_int("--batch", batch)
         check_positive_int("--seq-len", seq_len)
         paths = resolve_corpus(corpus)
         advice = (f"this model's {self.tokenizer.kind} tokenizer reads UTF-8 text only (a model trained with "
                   "--tokenizer byte reads any file)")
         with tempfile.TemporaryDirectory() as tmp:  # encoded on disk and memory-mapped, like training data
             ids = load_token_ids(encode_corpus(paths, self.tokenizer, Path(tmp) / "eval.bin", utf8_advice=advice))
+            if ids.shape[0] < 2:
+                raise ConfigError(f"--corpus: {corpus} holds {ids.shape[0]} token; expected at least 2 (one to "
+                                  "predict from, one to predict)")
+            if batch is None:
+                batch = min(EVAL_STREAMS, ids.shape[0] // 2)
             if batch > ids.shape[0] // 2:
                 raise ConfigError(f"--batch: expected at most {ids.shape[0] // 2} streams for this corpus of "
                                   f"{ids.shape[0]} tokens (each stream needs 2 tokens), received {batch}")

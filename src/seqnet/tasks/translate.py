@@ -20,7 +20,8 @@ import numpy as np
 
 from ..backend import backend as backend_context
 from ..backend import to_numpy
-from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, Settings, option
+from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, WITH_WORD_TOKENIZER, WITHOUT_VALID_FILE
+from ..config import Settings, option
 from ..data.parallel import EncodedPairs, PairBatcher, encode_pairs, pad_batch, read_pairs
 from ..array_files import load_arrays, save_arrays
 from ..data.vocabulary import SEQUENCE_SPECIALS, VOCAB_KINDS, Vocabulary
@@ -40,10 +41,11 @@ class TranslateConfig(Settings):
                                     '{"source": ..., "target": ...} (.jsonl)')
     valid: str | None = option(None, "parallel validation data (default: hold out --val-fraction of --data)")
     val_fraction: float = option(0.05, "without --valid: the share of --data held out for validation",
-                                 kind=FRACTION)
+                                 kind=FRACTION, only_with=WITHOUT_VALID_FILE)
     tokenizer: str = option("char", "token unit", choices=VOCAB_KINDS)
     shared_vocab: bool = option(False, "one vocabulary (and embedding table) for source and target")
-    max_words: int = option(10_000, "word tokens: vocabulary size per side (plus the specials)", kind=POSITIVE_INT)
+    max_words: int = option(10_000, "word tokens: vocabulary size per side (plus the specials)", kind=POSITIVE_INT,
+                            only_with=WITH_WORD_TOKENIZER)
     max_source_len: int = option(200, "longest source accepted, in tokens", kind=POSITIVE_INT)
     max_target_len: int = option(200, "longest target accepted, in tokens", kind=POSITIVE_INT)
     cell: str = option("lstm", "recurrent cell", choices=lambda: tuple(RECURRENT_LAYERS))

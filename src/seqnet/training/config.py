@@ -53,6 +53,8 @@ class TrainerConfig(Settings):
     # What a new phase of a resumed run may change (a fresh schedule from the current step).
     PHASE_SETTINGS = ("steps", "lr", "schedule", "warmup", "clip", "clip_value", "eval_every", "checkpoint_every",
                       "log_every")
+    # What any resumed run may change: where it computes (checkpoints hold host arrays).
+    PLACEMENT_SETTINGS = ("backend", "device")
 
     @property
     def phase_steps(self) -> int:

@@ -14,11 +14,18 @@ import sys
 import time
 from typing import TextIO
 
+from ..errors import SeqnetError
+
 PLAIN_PROGRESS_SECONDS = 30.0     # at most one plain progress line this often, off a terminal
 
 
-def write_line(stream: TextIO, text: str) -> bool:
-    """Write ``text`` and a newline to ``stream`` and flush; False if its reader has gone."""
+def write_line(stream: TextIO, text: str, *, required: bool = False) -> bool:
+    """Write ``text`` and a newline to ``stream`` and flush; False if its reader has gone.
+
+    Any other failure to write (a full disk, an I/O error) silences the stream too, unless
+    ``required`` (the line is the command's product: samples, predictions, scores): then it is
+    a SeqnetError naming the stream and the reason.
+    """
     try:
         stream.write(text + "\n")
         stream.flush()
@@ -28,6 +35,32 @@ def write_line(stream: TextIO, text: str) -> bool:
         return False
     except ValueError:                 # closed by the caller
         return False
+    except OSError as err:
+        silence(stream)
+        if required:
+            name = {1: "standard output", 2: "standard error"}.get(_fileno(stream), "the output")
+            raise SeqnetError(f"{name}: cannot be written ({err.strerror or err})") from None
+        return False
+
+
+def emit(text: str) -> bool:
+    """One line of a command's product on standard output (see :func:`write_line`)."""
+    return write_line(sys.stdout, text, required=True)
+
+
+def _fileno(stream: TextIO) -> int | None:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return stream.fileno()
+    return None
+
+
+def ensure_standard_streams() -> None:
+    """A process started with standard input, output or error closed (``>&-``) has None for
+    that stream; give it /dev/null instead, so that writing drops the text and reading finds
+    nothing."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))     # noqa: SIM115 - lives as long as the process
 
 
 def silence(stream: TextIO) -> None:

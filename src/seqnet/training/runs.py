@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,17 +137,24 @@ def _new_job_run(world, kind, task_config, trainer_config, run, trainer_options)
         raise
 
 
-def resume_run(run: RunDirectory | str | Path, *, distributed="auto", **trainer_options) -> Trainer:
+def resume_run(run: RunDirectory | str | Path, *, distributed="auto", backend: str | None = None, device: Any = None,
+               **trainer_options) -> Trainer:
     """A trainer that continues the run in ``run`` from its latest intact checkpoint. Nothing in
     the run directory changes until :meth:`Trainer.run`. With several processes, any number of
-    them continues a run written by any number."""
+    them continues a run written by any number. ``backend`` / ``device`` move the run to
+    another array library or device (checkpoints hold host arrays; the later ones record the
+    move); a device alone keeps the run's backend."""
     world = make_world(distributed)
+    moved = {k: v for k, v in (("backend", backend), ("device", device)) if v is not None}
+    if backend is not None:
+        moved.setdefault("device", None)
     if world.size > 1:
-        return _resume_job_run(world, run, trainer_options)
+        return _resume_job_run(world, run, trainer_options, moved)
     run = _held(run, new=False)
     try:
         checkpoint = load_checkpoint(run.path)
         task_cls, task_config, trainer_config = configs_of(checkpoint)
+        trainer_config = replace(trainer_config, **moved).validate()
         _warn_if_config_json_edited(run.path, checkpoint)
         task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=run.path,
                                 **_build_options(trainer_config, world))
@@ -157,7 +164,7 @@ def resume_run(run: RunDirectory | str | Path, *, distributed="auto", **trainer_
         raise
 
 
-def _resume_job_run(world, run, trainer_options) -> Trainer:
+def _resume_job_run(world, run, trainer_options, moved: dict) -> Trainer:
     """resume_run with several processes: rank 0 takes the directory; every rank reads the checkpoint."""
     def take():
         held = _held(run, new=False)
@@ -171,6 +178,7 @@ def _resume_job_run(world, run, trainer_options) -> Trainer:
             with world.quiet():
                 checkpoint = load_checkpoint(path)
                 task_cls, task_config, trainer_config = configs_of(checkpoint)
+                trainer_config = replace(trainer_config, **moved).validate()
                 if world.is_root:
                     _warn_if_config_json_edited(path, checkpoint)
                 task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=path,
