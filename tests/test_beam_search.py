@@ -277,3 +277,6 @@ def test_search_misuse():
         beam_search(s, _prefix(1), 3, beam=2, min_len=5)
     with pytest.raises(ConfigError, match="rng: sampling needs"):
         sample_search(s, _prefix(1), 3)
+    for alpha in (math.nan, math.inf, -math.inf, 11, True):
+        with pytest.raises(ConfigError, match=rf"alpha: expected a finite number in \[0, 10\] .*, received {alpha!r}"):
+            beam_search(s, _prefix(1), 3, beam=2, length_penalty="avg", alpha=alpha)

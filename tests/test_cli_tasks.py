@@ -151,4 +151,4 @@ def test_eval_predict_sample_misuse(runs):
                        "--condition: 'title' never seen in training")
     assert_usage_error(seqnet("sample", generate, "--condition", "upper", "--prime", "A"), "sample", "--prime:")
     assert_usage_error(seqnet("sample", generate, "--condition", "upper", "--temperature", "0"), "sample",
-                       "temperature: expected a number > 0")
+                       "temperature: expected a finite number > 0")

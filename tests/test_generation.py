@@ -11,7 +11,7 @@ import seqnet
 from seqnet import to_numpy
 from seqnet.data import CharTokenizer, WordTokenizer
 from seqnet.errors import ConfigError
-from seqnet.decoding import next_token_probs, sample_next
+from seqnet.decoding import check_sampling, next_token_probs, sample_next
 from seqnet.models import LanguageModel
 
 PROBS = np.asarray([0.5, 0.3, 0.15, 0.05])
@@ -167,6 +167,24 @@ def test_bad_arguments_name_themselves(kw, name):
     kw = {"length": 5, **kw}
     with pytest.raises(ConfigError, match=name):
         model.generate("the", **kw)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"temperature": math.inf}, "temperature: expected a finite number > 0, received inf"),
+    ({"temperature": math.nan}, "temperature: expected a finite number > 0, received nan"),
+    ({"temperature": True}, "temperature: expected a finite number > 0, received True"),
+    ({"top_p": math.nan}, r"top_p: expected a probability in \(0, 1\] or None, received nan"),
+    ({"top_p": math.inf}, r"top_p: expected a probability in \(0, 1\] or None, received inf"),
+])
+def test_non_finite_sampling_controls_are_refused(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        check_sampling(**{"temperature": 1.0, "top_k": None, "top_p": None, **kw})
+    with pytest.raises(ConfigError, match=message):                  # and so by every generate that samples
+        _char_model().generate("the", 5, **kw)
+
+
+def test_finite_numpy_sampling_controls_are_accepted():
+    check_sampling(np.float32(0.7), np.int64(3), np.float64(0.9))     # no error: numpy scalars are numbers
 
 
 def test_generate_needs_a_tokenizer():
