@@ -15,7 +15,7 @@ import pytest
 
 import seqnet
 from seqnet import to_numpy
-from seqnet.data.vocabulary import BOS_ID, EOS_ID, PAD_ID
+from seqnet.data.vocabulary import BOS_ID, EOS_ID, PAD_ID, SEQUENCE_SPECIALS
 from seqnet.decoding import beam_search, sample_search
 from seqnet.errors import ConfigError
 from seqnet.models import Seq2Seq
@@ -245,6 +245,9 @@ def test_model_misuse():
         model.translate([np.array([], dtype=np.int64)])
     with pytest.raises(ConfigError, match="no source vocabulary"):
         model.translate(["abc"])
+    with pytest.raises(ConfigError, match=r"^sources: expected a list of texts \(or id arrays\), received one 1-D "
+                                          r"array; wrap one source in a list$"):
+        model.translate(np.array([4, 5]))
     with seqnet.backend("numpy") as backend:
         src, _, tgt_in, _, _ = _device(model, backend)
         with pytest.raises(ConfigError, match=r"src_lengths: every length must lie in 1..4 \(S\), received \[5, 2, 3\]"):
@@ -262,3 +265,14 @@ def test_translate_by_sampling_is_seeded_and_never_writes_specials():
     assert all(not set(t.tokens[0].tolist()) & {0, 1, 2} for t in first)
     with pytest.raises(ConfigError, match="sample: sampling draws one output per source"):
         model.translate(sources[:1], sample=True, beam=2)
+
+
+def test_translate_refuses_one_text_for_a_list_of_texts():
+    vocab = seqnet.data.Vocabulary.fit(["abc"], kind="char", specials=SEQUENCE_SPECIALS)    # 4 specials + a, b, c
+    assert vocab.vocab_size == SRC_V
+    model = _model(src_vocab=vocab)
+    assert len(model.translate(["abc", "ca"])) == 2
+    for one in ("abc", b"abc"):                  # not three translations, one per character
+        with pytest.raises(ConfigError, match=rf"^sources: expected a list of texts \(or id arrays\), received a "
+                                              rf"{type(one).__name__}; wrap one text in a list$"):
+            model.translate(one)

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from seqnet.errors import DataFileError, SeqnetWarning
+from seqnet.errors import ConfigError, DataFileError, SeqnetWarning
 from seqnet.tasks import TASKS
 from seqnet.training.checkpoint import load_checkpoint
 from seqnet.training.config import TrainerConfig
@@ -101,6 +101,10 @@ def test_generator_follows_its_condition(tmp_path):
     upper = task.generate(["upper"] * 20, seed=0)
     lower = task.generate(["lower"] * 20, seed=0)
     assert sum(t.isupper() for t in upper) >= 16 and sum(t.islower() for t in lower) >= 16, (upper, lower)
+    with pytest.raises(ConfigError, match="^conditions: expected a list of condition names, received a str; wrap one "
+                                          "name in a list$"):
+        task.generate("upper")                          # not the conditions 'u', 'p', 'p', 'e', 'r'
+    assert len(task.generate(["upper"], seed=0)) == 1
 
 
 @pytest.mark.parametrize("kind, writer, extra", [

@@ -28,7 +28,7 @@ from ..backend import check_array, to_numpy
 from ..data.vocabulary import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from ..decoding import beam_search, check_length_penalty, sample_search
 from ..decoding.search import check_count
-from ..errors import ConfigError, ShapeError, check_positive_int
+from ..errors import ConfigError, ShapeError, check_not_one_text, check_positive_int
 from ..layers import RECURRENT_LAYERS, Attention, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.attention import check_attention_type
 from ..layers.base import BackpropOnce
@@ -325,6 +325,10 @@ class Seq2Seq(Layer):
         ``max_len_a * source_length + max_len_b`` tokens and at least ``min_len``; <UNK>,
         <PAD> and <BOS> are never produced. Sources run in batches of ``batch_size``.
         """
+        check_not_one_text("sources", sources, "a list of texts (or id arrays)")
+        if isinstance(sources, np.ndarray) and sources.ndim < 2:
+            raise ConfigError(f"sources: expected a list of texts (or id arrays), received one {sources.ndim}-D "
+                              "array; wrap one source in a list")
         beam = check_count("beam", beam, low=1)
         n_best = check_count("n_best", n_best, low=1)
         if n_best > beam:
