@@ -263,3 +263,14 @@ def test_beam_refuses_sampling_controls_and_bad_widths():
         model.generate("the", 5, beam=0)
     with pytest.raises(ConfigError, match="n_best: expected at most beam = 2 hypotheses, received 3"):
         model.generate("the", 5, beam=2, num_samples=3)
+    for kw in ({"block_ngram": 2}, {"length_penalty": "avg"}, {"alpha": 1.0}):      # not silently dropped
+        (name, value), = kw.items()
+        with pytest.raises(ConfigError, match=rf"^{name}: a beam search setting; pass beam=K \(beam=1: greedy "
+                                              rf"search with it\), received {name}={value!r}$"):
+            model.generate("the", 5, **kw)
+    (blocked,) = model.generate("the", 6, beam=1, block_ngram=1)
+    assert len(set(blocked[3:])) == len(blocked[3:]) == 6              # greedy, no character twice after the prime
+    letters = len(set(TEXT))
+    with pytest.raises(ConfigError, match=rf"^block_ngram: no continuation of {letters + 1} tokens avoids repeating "
+                                          r"a 1-gram of itself; lower length or block_ngram$"):
+        model.generate("the", letters + 1, beam=1, block_ngram=1)       # more tokens than the vocabulary has
