@@ -24,7 +24,7 @@ from ..data.vocabulary import LabelSet
 from ..errors import ConfigError, DataFileError, check_not_one_text
 from ..models import ConditionalGenerator
 from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, held_out, keep_examples, kept_examples,
-                      warn_if_data_changed)
+                      warn_if_data_changed, warn_if_small_validation)
 
 
 @dataclass
@@ -78,7 +78,9 @@ class GenerateTask(SequenceTask):
         setup = {"tokenizer": tokenizer.to_json(), "conditions": conditions.to_json()}
         setup["data_fingerprint"] = data_fingerprint(config)
         keep_examples(run_dir, train, valid)
-        return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        task = cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        warn_if_small_validation(config, len(valid), "texts")              # once the examples are known good
+        return task
 
     @classmethod
     def _split(cls, config, examples, seed):
