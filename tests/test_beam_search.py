@@ -130,6 +130,31 @@ def test_width_one_equals_greedy(seed):
         assert b[0].score == pytest.approx(g.score, rel=1e-12)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_width_one_with_ngram_blocking_is_greedy_with_blocking(n):
+    """Beam search of width 1 with block_ngram = n against greedy search written out here:
+    at each step the most likely token that does not complete an n-gram already in the output."""
+    vocab, max_len, rows, min_len = 4, 12, 8, 2 if n == 1 else 6          # n = 1: at most 3 tokens before the end
+    fn = random_scorer(vocab, 40 + n)
+    results = beam_search(Scorer(fn), _prefix(rows), max_len, beam=1, eos_id=EOS, block_ngram=n, min_len=min_len)
+    unblocked = beam_search(Scorer(fn), _prefix(rows), max_len, beam=1, eos_id=EOS, min_len=min_len)
+    assert any(repeats_ngram(tuple(h.tokens[:k]), n) for (h,) in unblocked for k in range(len(h.tokens) + 1))
+    for row, (hyp,) in enumerate(results):
+        seq, score = (), 0.0
+        while True:
+            logp = fn(row, seq).copy()
+            allowed = [w for w in range(vocab) if not repeats_ngram(seq + (w,), n) and (w != EOS or len(seq) >= min_len)]
+            w = max(allowed, key=lambda t: logp[t])
+            score += logp[w]
+            if w == EOS:
+                break
+            seq += (w,)
+            if len(seq) == max_len:
+                break
+        assert tuple(hyp.tokens) == seq and hyp.finished == (w == EOS), row
+        assert hyp.score == pytest.approx(score, rel=1e-12)
+
+
 def test_greedy_takes_the_argmax_and_scores_its_log_probability():
     fn = random_scorer(4, 9)
     (hyp,) = sample_search(Scorer(fn), _prefix(1), 6, greedy=True, eos_id=EOS)
@@ -277,3 +302,6 @@ def test_search_misuse():
         beam_search(s, _prefix(1), 3, beam=2, min_len=5)
     with pytest.raises(ConfigError, match="rng: sampling needs"):
         sample_search(s, _prefix(1), 3)
+    for alpha in (math.nan, math.inf, -math.inf, 11, True):
+        with pytest.raises(ConfigError, match=rf"alpha: expected a finite number in \[0, 10\] .*, received {alpha!r}"):
+            beam_search(s, _prefix(1), 3, beam=2, length_penalty="avg", alpha=alpha)

@@ -11,7 +11,7 @@ import seqnet
 from seqnet import to_numpy
 from seqnet.data import CharTokenizer, WordTokenizer
 from seqnet.errors import ConfigError
-from seqnet.decoding import next_token_probs, sample_next
+from seqnet.decoding import check_sampling, next_token_probs, sample_next
 from seqnet.models import LanguageModel
 
 PROBS = np.asarray([0.5, 0.3, 0.15, 0.05])
@@ -169,6 +169,24 @@ def test_bad_arguments_name_themselves(kw, name):
         model.generate("the", **kw)
 
 
+@pytest.mark.parametrize("kw,message", [
+    ({"temperature": math.inf}, "temperature: expected a finite number > 0, received inf"),
+    ({"temperature": math.nan}, "temperature: expected a finite number > 0, received nan"),
+    ({"temperature": True}, "temperature: expected a finite number > 0, received True"),
+    ({"top_p": math.nan}, r"top_p: expected a probability in \(0, 1\] or None, received nan"),
+    ({"top_p": math.inf}, r"top_p: expected a probability in \(0, 1\] or None, received inf"),
+])
+def test_non_finite_sampling_controls_are_refused(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        check_sampling(**{"temperature": 1.0, "top_k": None, "top_p": None, **kw})
+    with pytest.raises(ConfigError, match=message):                  # and so by every generate that samples
+        _char_model().generate("the", 5, **kw)
+
+
+def test_finite_numpy_sampling_controls_are_accepted():
+    check_sampling(np.float32(0.7), np.int64(3), np.float64(0.9))     # no error: numpy scalars are numbers
+
+
 def test_generate_needs_a_tokenizer():
     model = LanguageModel(5, 4, 4, seed=0)
     with pytest.raises(ConfigError, match="tokenizer"):
@@ -245,3 +263,14 @@ def test_beam_refuses_sampling_controls_and_bad_widths():
         model.generate("the", 5, beam=0)
     with pytest.raises(ConfigError, match="n_best: expected at most beam = 2 hypotheses, received 3"):
         model.generate("the", 5, beam=2, num_samples=3)
+    for kw in ({"block_ngram": 2}, {"length_penalty": "avg"}, {"alpha": 1.0}):      # not silently dropped
+        (name, value), = kw.items()
+        with pytest.raises(ConfigError, match=rf"^{name}: a beam search setting; pass beam=K \(beam=1: greedy "
+                                              rf"search with it\), received {name}={value!r}$"):
+            model.generate("the", 5, **kw)
+    (blocked,) = model.generate("the", 6, beam=1, block_ngram=1)
+    assert len(set(blocked[3:])) == len(blocked[3:]) == 6              # greedy, no character twice after the prime
+    letters = len(set(TEXT))
+    with pytest.raises(ConfigError, match=rf"^block_ngram: no continuation of {letters + 1} tokens avoids repeating "
+                                          r"a 1-gram of itself; lower length or block_ngram$"):
+        model.generate("the", letters + 1, beam=1, block_ngram=1)       # more tokens than the vocabulary has

@@ -102,6 +102,27 @@ def test_vocabulary_and_label_set():
         labels.id("meh", "v.tsv:3")
 
 
+def test_one_text_where_a_list_is_expected_is_refused():
+    """A str would be iterated character by character: each would become a token, text or label."""
+    with pytest.raises(ConfigError, match="^data: expected a list of texts, received a str; wrap one text in a list$"):
+        Vocabulary.fit("the cat sat", kind="word")
+    with pytest.raises(ConfigError, match="^data: expected a list of token lists, received a str"):
+        Vocabulary.fit("abc")
+    with pytest.raises(ConfigError, match=r"^data\[1\]: expected a token list .*received a str; pass kind='char'"):
+        Vocabulary.fit([["a", "b"], "cab"])
+    with pytest.raises(ConfigError, match="^tokens: expected a list of tokens, received a str; wrap one token"):
+        Vocabulary("abc")
+    with pytest.raises(ConfigError, match="^labels: expected a list of label names, received a str; wrap one name"):
+        LabelSet.fit("pos", "label")
+    with pytest.raises(ConfigError, match="^tags: expected a list of tag names, received a str"):
+        LabelSet("B-PER", "tag")
+    tokens = Vocabulary.fit([["ab", "c"]])
+    with pytest.raises(ConfigError, match="text: this vocabulary takes token lists, not text"):
+        tokens.encode("abc")                                  # not the characters a, b, c
+    assert tokens.encode(["ab", "c", "x"]).tolist() == [1, 2, 0]
+    assert Vocabulary.fit(["ab ba"], kind="word").symbols == ("<UNK>", "ab", "ba")   # a list of one text is fine
+
+
 def test_bucket_batcher_covers_each_epoch_once_with_little_padding_and_is_reproducible():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, 1000)

@@ -264,6 +264,41 @@ def test_bad_params_and_grads(xb):
         opt.step(params, grads)
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_a_gradient_unlike_its_parameter_is_refused_before_any_update(xb, name):
+    """A transposed or broadcastable gradient, or one of another dtype, names the parameter;
+    no parameter, state or step count changes."""
+    host = {"embed.weight": np.arange(40.0).reshape(10, 4) / 40, "fc.bias": np.ones(4)}
+    params = _on(xb, host)
+    opt = make_optimizer(name, params, lr=0.1)
+    good = {k: xb.xp.ones_like(v) for k, v in params.items()}
+    cases = [
+        ({"embed.weight": xb.asarray(np.ones((4, 10)), "float32")}, ShapeError,
+         r"^grads\['embed.weight'\]: expected shape \(10, 4\) like its parameter, received \(4, 10\)$"),
+        ({"embed.weight": xb.asarray(np.ones(4), "float32")}, ShapeError,            # would broadcast
+         r"^grads\['embed.weight'\]: expected shape \(10, 4\) like its parameter, received \(4,\)$"),
+        ({"fc.bias": xb.asarray(np.ones((1, 4)), "float32")}, ShapeError,
+         r"^grads\['fc.bias'\]: expected shape \(4,\) like its parameter, received \(1, 4\)$"),
+        ({"fc.bias": [1.0, 1.0, 1.0, 1.0]}, ShapeError,
+         r"^grads\['fc.bias'\]: expected an array of shape \(4,\) like its parameter, received list$"),
+    ]
+    if xb.supports_float64:
+        cases.append(({"fc.bias": xb.asarray(np.ones(4), "float64")}, DTypeError,
+                      r"^grads\['fc.bias'\]: expected dtype float32 like its parameter, received float64$"))
+    for bad, error, message in cases:
+        with pytest.raises(error, match=message):
+            opt.step(params, {**good, **bad})
+    with pytest.raises(ShapeError, match=r"^params\['fc.bias'\]: expected shape \(4,\) as when this optimizer was "
+                                         r"built, received \(5,\)$"):
+        opt.step({**params, "fc.bias": xb.asarray(np.ones(5), "float32")}, good)
+    assert opt.step_count == 0
+    for k, v in host.items():
+        np.testing.assert_array_equal(to_numpy(params[k]), v.astype(np.float32))
+    opt.step(params, good)                                              # and a matching gradient steps
+    assert opt.step_count == 1
+    assert not np.array_equal(to_numpy(params["fc.bias"]), np.ones(4, dtype=np.float32))
+
+
 # -- clipping --------------------------------------------------------------------------------
 @pytest.mark.parametrize("max_norm", [0.5, 1e3], ids=["clips", "no-clip"])
 def test_clip_grad_norm_matches_torch(xb, max_norm):

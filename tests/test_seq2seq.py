@@ -10,12 +10,14 @@ on these models; attention weights of translations are distributions over the so
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import seqnet
 from seqnet import to_numpy
-from seqnet.data.vocabulary import BOS_ID, EOS_ID, PAD_ID
+from seqnet.data.vocabulary import BOS_ID, EOS_ID, PAD_ID, SEQUENCE_SPECIALS
 from seqnet.decoding import beam_search, sample_search
 from seqnet.errors import ConfigError
 from seqnet.models import Seq2Seq
@@ -245,6 +247,9 @@ def test_model_misuse():
         model.translate([np.array([], dtype=np.int64)])
     with pytest.raises(ConfigError, match="no source vocabulary"):
         model.translate(["abc"])
+    with pytest.raises(ConfigError, match=r"^sources: expected a list of texts \(or id arrays\), received one 1-D "
+                                          r"array; wrap one source in a list$"):
+        model.translate(np.array([4, 5]))
     with seqnet.backend("numpy") as backend:
         src, _, tgt_in, _, _ = _device(model, backend)
         with pytest.raises(ConfigError, match=r"src_lengths: every length must lie in 1..4 \(S\), received \[5, 2, 3\]"):
@@ -262,3 +267,105 @@ def test_translate_by_sampling_is_seeded_and_never_writes_specials():
     assert all(not set(t.tokens[0].tolist()) & {0, 1, 2} for t in first)
     with pytest.raises(ConfigError, match="sample: sampling draws one output per source"):
         model.translate(sources[:1], sample=True, beam=2)
+
+
+def test_translate_refuses_one_text_for_a_list_of_texts():
+    vocab = seqnet.data.Vocabulary.fit(["abc"], kind="char", specials=SEQUENCE_SPECIALS)    # 4 specials + a, b, c
+    assert vocab.vocab_size == SRC_V
+    model = _model(src_vocab=vocab)
+    assert len(model.translate(["abc", "ca"])) == 2
+    for one in ("abc", b"abc"):                  # not three translations, one per character
+        with pytest.raises(ConfigError, match=rf"^sources: expected a list of texts \(or id arrays\), received a "
+                                              rf"{type(one).__name__}; wrap one text in a list$"):
+            model.translate(one)
+
+
+def _greedy_with_blocking(model, src, limit, n):
+    """Greedy search written out for one source: the most likely token that is not a special
+    (<PAD>, <UNK>, <BOS>) and does not repeat an n-gram of the output so far (n = 0: none),
+    until <EOS> or ``limit`` tokens. -> (tokens, log-probability, ended with <EOS>)."""
+    steps = model.steps(src[:, None], np.array([len(src)]))
+    logits, state = steps.start(np.full((1, 1), BOS_ID))
+    seq, score = [], 0.0
+    while True:
+        z = np.asarray(logits[0], dtype=np.float64)
+        logp = z - z.max() - np.log(np.sum(np.exp(z - z.max())))
+        allowed = logp.copy()
+        allowed[[PAD_ID, 1, BOS_ID]] = -np.inf
+        if n:
+            for j in range(len(seq) - n + 1):            # the n-grams seq[j:j+n] already written
+                if seq[j:j + n - 1] == seq[len(seq) - n + 1:]:
+                    allowed[seq[j + n - 1]] = -np.inf
+        w = int(np.argmax(allowed))
+        score += logp[w]
+        if w == EOS_ID:
+            return tuple(seq), score, True
+        seq.append(w)
+        if len(seq) == limit:
+            return tuple(seq), score, False
+        logits, state = steps.step(np.array([w]), state)
+
+
+def _repeats(seq, n):
+    grams = [tuple(seq[j:j + n]) for j in range(len(seq) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_greedy_translation_honours_ngram_blocking(n):
+    with seqnet.backend("numpy"):
+        model = _model("general", True, seed=11)
+    rng = np.random.default_rng(12)
+    sources = [rng.integers(4, SRC_V, size=k) for k in (3, 6, 2, 8, 5, 7)]
+    limits = [int(1.5 * len(s)) + 10 for s in sources]
+    plain = model.translate(sources, beam=1)
+    blocked = model.translate(sources, beam=1, block_ngram=n)
+    assert any(_repeats(t.tokens[0].tolist(), n) for t in plain)        # blocking has something to do here
+    for src, limit, p, b in zip(sources, limits, plain, blocked):
+        assert not _repeats(b.tokens[0].tolist(), n)
+        want, score, _ = _greedy_with_blocking(model, src, limit, n)
+        assert tuple(b.tokens[0].tolist()) == want
+        assert b.scores[0] == pytest.approx(score, rel=1e-9)
+        want, score, _ = _greedy_with_blocking(model, src, limit, 0)     # and without blocking: plain greedy
+        assert tuple(p.tokens[0].tolist()) == want and p.scores[0] == pytest.approx(score, rel=1e-9)
+    # the greedy loop and a beam search of width 1 agree when nothing is blocked
+    searched = [beam_search(model.steps(s[:, None], np.array([len(s)])), np.full((1, 1), BOS_ID), limit, beam=1,
+                            eos_id=EOS_ID, banned_ids=(1, 0, 2))[0][0] for s, limit in zip(sources, limits)]
+    assert [tuple(h.tokens.tolist()) for h in searched] == [tuple(t.tokens[0].tolist()) for t in plain]
+
+
+def test_translate_refuses_lengths_it_cannot_meet_and_settings_it_would_ignore():
+    model = _model()
+    sources = [np.array([4, 5]), np.array([4, 5, 6, 4])]
+    with pytest.raises(ConfigError, match=r"^max_len_a, max_len_b: both 0 allow an output of at most 0 tokens; "
+                                          r"expected max_len_a > 0 or max_len_b > 0$"):
+        model.translate(sources, max_len_a=0, max_len_b=0)
+    for bad in (math.inf, math.nan, -1.0):
+        with pytest.raises(ConfigError, match=rf"^max_len_a: expected a finite number >= 0, received {bad!r}$"):
+            model.translate(sources, max_len_a=bad)
+    with pytest.raises(ConfigError, match=r"^min_len: 4 is above the maximum output length 3 of sources\[0\]: "
+                                          r"max_len_a \* 2 source tokens \+ max_len_b = 1.0 \* 2 \+ 1; lower min_len"):
+        model.translate(sources, max_len_a=1.0, max_len_b=1, min_len=4)           # sources[1] allows 5
+    with pytest.raises(ConfigError, match=r"sources\[0\] \(and 1 other sources\)"):
+        model.translate(sources, max_len_a=1.0, max_len_b=1, min_len=6)
+    for result in model.translate(sources, max_len_a=1.0, max_len_b=1, min_len=3):
+        tokens = result.tokens[0]
+        assert 3 <= len(tokens) <= 5                         # min_len tokens before <EOS>; at most the maximum
+    with pytest.raises(ConfigError, match=r"^sample: sampling draws one output per source; it does not combine "
+                                          r"with block_ngram = 2"):
+        model.translate(sources, sample=True, block_ngram=2)
+    with pytest.raises(ConfigError, match="it does not combine with length_penalty = 'avg'"):
+        model.translate(sources, sample=True, length_penalty="avg", alpha=1.0)
+    with pytest.raises(ConfigError, match=r"^top_k: a sampling control; it needs sample=True"):
+        model.translate(sources, top_k=3)
+    with pytest.raises(ConfigError, match=r"^temperature: a sampling control; it needs sample=True"):
+        model.translate(sources, beam=2, temperature=0.5)
+    with pytest.raises(ConfigError, match=r"^temperature: expected a finite number > 0, received inf"):
+        model.translate(sources, sample=True, temperature=math.inf)
+    with pytest.raises(ConfigError, match=r"^min_len, block_ngram: no output of sources\[0\] reaches min_len = 5 "
+                                          r"tokens without repeating a 1-gram"):
+        model.translate(sources, block_ngram=1, min_len=5)      # 4 target tokens besides the specials, none twice
+    for result in model.translate(sources, block_ngram=1, min_len=4):
+        assert sorted(result.tokens[0].tolist()) == [4, 5, 6, 7]                # each once, then only <EOS> is left
+    with pytest.raises(ConfigError, match=r"^block_ngram: expected an integer >= 0, received -1"):
+        model.translate(sources, block_ngram=-1)

@@ -177,3 +177,14 @@ def test_models_refuse_misuse():
     gen = ConditionalGenerator(5, num_conditions=2, hidden_size=2)
     with pytest.raises(ConfigError, match=r"condition: expected token ids in \[0, 2\)"):
         gen.generate([3])
+    for cond in ("1", "upper"):                               # not the condition id 1, not a raw ValueError
+        with pytest.raises(ConfigError, match=r"^cond: expected host condition ids \(N,\), received a str$"):
+            gen.generate(cond)
+    with pytest.raises(ConfigError, match=r"^cond: expected host condition ids \(N,\) of integer dtype, received "
+                                          r"dtype float64$"):
+        gen.generate([1.7])                                   # not truncated to condition 1
+    features = ConditionalGenerator(5, condition_size=3, hidden_size=2)
+    with pytest.raises(ConfigError, match=r"^cond: expected host feature rows \(N, 3\) of numeric dtype, received "
+                                          r"dtype <U1$"):
+        features.generate(["a", "b", "c"])
+    assert len(features.generate([[0.0, 1.0, 2.0]], max_length=2)) == 1

@@ -1,16 +1,18 @@
 """The classify, tag and generate tasks through the library's run functions: each learns a tiny
 synthetic task, a run stopped and resumed ends bit-for-bit where an uninterrupted one ends,
-a trained run loads for inference, and the data problems the issue lists are reported."""
+a trained run loads for inference, and the data problems the issue lists are reported. Every
+task (translate and the language model too) warns when its validation split is too small."""
 from __future__ import annotations
 
 import json
 import random
+import warnings
 
 import numpy as np
 import pytest
 
-from seqnet.errors import DataFileError, SeqnetWarning
-from seqnet.tasks import TASKS
+from seqnet.errors import ConfigError, DataFileError, SeqnetWarning
+from seqnet.tasks import TASKS, labeled
 from seqnet.training.checkpoint import load_checkpoint
 from seqnet.training.config import TrainerConfig
 from seqnet.training.runs import load_task, new_run, resume_run
@@ -101,6 +103,10 @@ def test_generator_follows_its_condition(tmp_path):
     upper = task.generate(["upper"] * 20, seed=0)
     lower = task.generate(["lower"] * 20, seed=0)
     assert sum(t.isupper() for t in upper) >= 16 and sum(t.islower() for t in lower) >= 16, (upper, lower)
+    with pytest.raises(ConfigError, match="^conditions: expected a list of condition names, received a str; wrap one "
+                                          "name in a list$"):
+        task.generate("upper")                          # not the conditions 'u', 'p', 'p', 'e', 'r'
+    assert len(task.generate(["upper"], seed=0)) == 1
 
 
 @pytest.mark.parametrize("kind, writer, extra", [
@@ -151,6 +157,7 @@ def test_data_problems_are_reported(tmp_path, capsys):
     with pytest.warns(SeqnetWarning) as caught:
         summary = train("tag", tmp_path / "r3", 2, data=str(conll), valid=str(odd), hidden=4, embed=4)
     err = "\n".join(str(w.message) for w in caught)
+    assert f"validation: the validation scores rest on only 2 sentences (--valid {odd}; fewer than 20)" in err
     assert "valid.conll:2: I-NUM follows O; scored as the start of a NUM entity" in err
     assert "valid.conll:4: tag 'B-LOC' never seen in training" in err
     assert summary["val_entity_f1"] is not None
@@ -173,3 +180,80 @@ def test_a_resumed_run_reads_its_own_copy_of_the_data(tmp_path, kind, writer, ex
     with pytest.warns(SeqnetWarning, match=r"train.data: changed since this run read it"):
         resume_run(tmp_path / "run", **quiet).close()
     assert load_task(tmp_path / "run").predict_file is not None                     # inference needs no data
+
+
+# -- validation splits too small to trust ---------------------------------------------------------------------
+def _create(kind, run_dir, **task_kw):
+    """The task as a new run builds it (no training), and the validation warnings it gave."""
+    run_dir.mkdir()
+    config = TASKS[kind].Config(**task_kw).validate()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = TASKS[kind].create(config, run_dir, backend="numpy", device=None, dtype="float32", seed=0)
+    return task, [str(w.message) for w in caught
+                  if issubclass(w.category, SeqnetWarning) and str(w.message).startswith("validation:")]
+
+
+@pytest.mark.parametrize("kind, writer, what", [("classify", write_classify, "texts"),
+                                                ("tag", write_conll, "sentences"),
+                                                ("generate", write_generate, "texts")])
+def test_a_small_held_out_split_is_warned_about(tmp_path, kind, writer, what):
+    data = writer(tmp_path / "train.data", 60)
+    task, said = _create(kind, tmp_path / "small", data=str(data), val_fraction=0.05, hidden=4, embed=4, batch=2)
+    assert len(task.valid) == 3                                             # round(0.05 * 60)
+    assert said == [f"validation: the validation scores rest on only 3 {what} (--val-fraction 0.05 of --data {data}; "
+                    f"fewer than {labeled.MIN_VALID_EXAMPLES}); use a larger --val-fraction or a --valid file"]
+    task, said = _create(kind, tmp_path / "enough", data=str(data), val_fraction=0.4, hidden=4, embed=4, batch=2)
+    assert len(task.valid) == 24 and said == []
+    task, said = _create(kind, tmp_path / "none", data=str(data), val_fraction=0.0, hidden=4, embed=4, batch=2)
+    assert len(task.valid) == 0 and said == []                              # no validation asked for: nothing to say
+    valid = writer(tmp_path / "valid.data", 5, seed=1)
+    task, said = _create(kind, tmp_path / "file", data=str(data), valid=str(valid), hidden=4, embed=4, batch=2)
+    assert len(task.valid) == 5
+    assert said == [f"validation: the validation scores rest on only 5 {what} (--valid {valid}; fewer than 20); "
+                    "use a larger --valid file"]
+    one = writer(tmp_path / "one.data", 1, seed=1)
+    _, said = _create(kind, tmp_path / "one", data=str(data), valid=str(one), hidden=4, embed=4, batch=2)
+    assert said == [f"validation: the validation scores rest on only 1 {what[:-1]} (--valid {one}; fewer than 20); "
+                    "use a larger --valid file"]
+    config = TASKS[kind].Config(data=str(data), val_fraction=0.05, hidden=4, embed=4, batch=2).validate()
+    with pytest.warns(SeqnetWarning, match=r"^validation: the validation scores rest on only 3 "):   # as a run sees it
+        new_run(kind, config, trainer_config(1), tmp_path / "run", progress=False, log=lambda text: None).close()
+
+
+def test_a_small_held_out_translation_split_is_warned_about(tmp_path):
+    from test_translate_cli import write_pairs
+
+    data = write_pairs(tmp_path / "pairs.tsv", 60)
+    task, said = _create("translate", tmp_path / "small", data=str(data), val_fraction=0.25, tokenizer="word",
+                         hidden=8, embed=4, batch=2)
+    assert len(task.valid) == 15
+    assert said == [f"validation: the validation scores rest on only 15 pairs (--val-fraction 0.25 of --data {data}; "
+                    "fewer than 20); use a larger --val-fraction or a --valid file"]
+    task, said = _create("translate", tmp_path / "enough", data=str(data), val_fraction=0.4, tokenizer="word",
+                         hidden=8, embed=4, batch=2)
+    assert len(task.valid) == 24 and said == []
+
+
+def test_a_language_model_validation_tail_of_under_two_windows_is_warned_about(tmp_path):
+    from seqnet.tasks.language_model import MIN_VALID_WINDOWS, evaluate_ids
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat\n" * 400, encoding="utf-8")            # 9,200 characters
+    common = dict(corpus=str(corpus), hidden=4, embed=4, batch=4, seq_len=64, sample_length=0)
+    # 2% -> 184 tokens: 4 streams of 46, so 45 predictions each, one window of 64
+    task, said = _create("lm", tmp_path / "one", val_fraction=0.02, **common)
+    tail = task.val_ids.shape[0]
+    assert 150 < tail < 250
+    scored = evaluate_ids(task.model, task.val_ids, 4, 64)[1]              # what evaluation really predicts
+    assert scored == 4 * (tail // 4 - 1)
+    assert said == [f"validation: the held-out tail (--val-fraction 0.02 of {task.train_ids.shape[0] + tail:,} corpus "
+                    f"tokens) is {tail} tokens, 1 evaluation window of --batch 4 x --seq-len 64; the validation "
+                    f"scores rest on only {scored} predicted tokens; use a larger --val-fraction or a larger corpus"]
+    task, said = _create("lm", tmp_path / "none", val_fraction=0.0005, **common)     # 4 tokens: 1 per stream
+    assert task.val_ids.shape[0] < 8 and task.evaluate() == {"val_bits_per_token": None}
+    assert len(said) == 1 and "fewer than 2 per stream of --batch 4: no validation scores will be reported" in said[0]
+    task, said = _create("lm", tmp_path / "enough", val_fraction=0.1, **common)      # 920 tokens: 4 windows
+    assert MIN_VALID_WINDOWS == 2 and task.val_ids.shape[0] // 4 - 1 > 2 * 64 and said == []
+    _, said = _create("lm", tmp_path / "off", val_fraction=0.0, **common)
+    assert said == []

@@ -67,6 +67,13 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_not_one_text(name: str, value, expected: str = "a list of texts", one: str = "text") -> None:
+    """ConfigError naming ``name`` when ``value`` is a single str (or bytes) where a batch is
+    expected: iterating it would silently take each character for an item."""
+    if isinstance(value, (str, bytes)):
+        raise ConfigError(f"{name}: expected {expected}, received a {type(value).__name__}; wrap one {one} in a list")
+
+
 class SeqnetWarning(UserWarning):
     """Something the user should know that does not stop the work (a damaged checkpoint skipped,
     a corpus that changed since it was encoded, many unknown tokens)."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataFileError
+from ..errors import ConfigError, DataFileError, check_not_one_text
 
 PAD, UNK, BOS, EOS = "<PAD>", "<UNK>", "<BOS>", "<EOS>"
 TAGGING_SPECIALS = (UNK,)
@@ -38,6 +38,7 @@ class Vocabulary:
 
     def __init__(self, tokens: Sequence[str], *, kind: str | None = None, specials: Sequence[str] = TAGGING_SPECIALS):
         _check_kind(kind)
+        check_not_one_text("tokens", tokens, "a list of tokens", "token")
         specials, tokens = tuple(specials), list(tokens)
         if UNK not in specials or len(set(specials)) != len(specials):
             raise ConfigError(f"specials: expected distinct names including {UNK!r}, received {list(specials)!r}")
@@ -60,8 +61,12 @@ class Vocabulary:
         """The tokens of ``data`` (texts when ``kind`` is given, else token lists), the ``max_size``
         most frequent when given, most frequent first."""
         _check_kind(kind)
+        check_not_one_text("data", data, "a list of texts" if kind else "a list of token lists")
         counts: Counter[str] = Counter()
-        for item in data:
+        for index, item in enumerate(data):
+            if not kind and isinstance(item, str):
+                raise ConfigError(f"data[{index}]: expected a token list (a vocabulary without a kind), received a "
+                                  "str; pass kind='char' or kind='word' to fit texts")
             counts.update(_split(item, kind) if kind else item)
         for special in specials:
             counts.pop(special, None)
@@ -85,7 +90,7 @@ class Vocabulary:
 
     def encode(self, data) -> np.ndarray:
         """A text (kind "char" or "word") or a token list -> (N,) int64 ids; unseen tokens -> <UNK>."""
-        tokens = self.split(data) if isinstance(data, str) and self.kind else data
+        tokens = self.split(data) if isinstance(data, str) else data          # kind None: a text is an error
         return np.array([self._ids.get(t, self.unk_id) for t in tokens], dtype=np.int64)
 
     def tokens_of(self, ids) -> list[str]:
@@ -125,6 +130,7 @@ class LabelSet:
     """
 
     def __init__(self, names: Sequence[str], what: str = "label"):
+        check_not_one_text(f"{what}s", names, f"a list of {what} names", "name")
         names = list(names)
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"{what}s: expected distinct names, received {names[:5]!r}")
@@ -133,6 +139,7 @@ class LabelSet:
 
     @classmethod
     def fit(cls, names: Iterable[str], what: str = "label") -> "LabelSet":
+        check_not_one_text(f"{what}s", names, f"a list of {what} names", "name")
         return cls(sorted(set(names)), what)
 
     def __len__(self) -> int:

@@ -10,12 +10,18 @@ import numpy as np
 from ..errors import ConfigError
 
 
+def is_finite_number(value) -> bool:
+    """True for a finite real number (an int or float, numpy's included; not a bool, inf or nan)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and bool(np.isfinite(value)))
+
+
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ConfigError(f"temperature: expected a number > 0, received {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+    if not (is_finite_number(temperature) and temperature > 0):
+        raise ConfigError(f"temperature: expected a finite number > 0, received {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ConfigError(f"top_k: expected a positive integer or None, received {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+    if top_p is not None and not (is_finite_number(top_p) and 0 < top_p <= 1):
         raise ConfigError(f"top_p: expected a probability in (0, 1] or None, received {top_p!r}")
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .sampling import check_sampling, gumbel_blocks, sample_next
+from .sampling import check_sampling, gumbel_blocks, is_finite_number, sample_next
 
 LENGTH_PENALTIES = ("none", "avg", "wu")
 
@@ -71,8 +71,9 @@ class Hypothesis:
 def check_length_penalty(kind: str, alpha: float) -> None:
     if kind not in LENGTH_PENALTIES:
         raise ConfigError(f"length_penalty: expected one of {', '.join(LENGTH_PENALTIES)}, received {kind!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 10:
-        raise ConfigError(f"alpha: expected a number in [0, 10] (the length penalty's exponent), received {alpha!r}")
+    if not (is_finite_number(alpha) and 0 <= alpha <= 10):
+        raise ConfigError(f"alpha: expected a finite number in [0, 10] (the length penalty's exponent), "
+                          f"received {alpha!r}")
 
 
 def length_penalty(kind: str, alpha: float, length) -> np.ndarray | float:

@@ -178,9 +178,16 @@ class ConditionalGenerator(Layer):
 
     def device_condition(self, cond):
         """Host condition ids (N,) or feature rows (N, F) as this backend's array."""
+        expected = "condition ids (N,)" if self.condition is not None else f"feature rows (N, {self.condition_size})"
+        if isinstance(cond, (str, bytes)):
+            raise ConfigError(f"cond: expected host {expected}, received a {type(cond).__name__}")
+        host = np.asarray(cond)
+        if host.dtype.kind not in ("iu" if self.condition is not None else "iuf"):
+            what = "integer" if self.condition is not None else "numeric"
+            raise ConfigError(f"cond: expected host {expected} of {what} dtype, received dtype {host.dtype}")
         if self.condition is not None:
-            return self.device_ids(np.atleast_1d(np.asarray(cond)))
-        return self.backend.asarray(np.atleast_2d(np.asarray(cond, dtype=np.float64)), self.dtype_name)
+            return self.device_ids(np.atleast_1d(host))
+        return self.backend.asarray(np.atleast_2d(host.astype(np.float64)), self.dtype_name)
 
     def generate(self, cond, max_length: int = 50, *, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, greedy: bool = False, seed: int | None = None,

@@ -201,6 +201,12 @@ class LanguageModel(Layer):
         if prime_ids.shape[0] == 0:                    # no context: start as after a line end
             prime_ids = self._line_start(tokenizer, rng)
         eos = tokenizer.eos_id if stop_at_eos else None
+        if beam is None:
+            for name, value, off in (("length_penalty", length_penalty, "none"), ("alpha", alpha, 0.0),
+                                     ("block_ngram", block_ngram, 0)):
+                if value != off:
+                    raise ConfigError(f"{name}: a beam search setting; pass beam=K (beam=1: greedy search with it), "
+                                      f"received {name}={value!r}")
         if beam is not None:
             return self._beam_generate(prime_ids, length, beam, num_samples, eos, length_penalty, alpha, block_ngram,
                                        temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
@@ -230,6 +236,9 @@ class LanguageModel(Layer):
         (hyps,) = beam_search(self.token_steps(beam, length), prime_ids[:, None], length, beam=beam, n_best=n_best,
                               eos_id=eos, banned_ids=banned, length_penalty=length_penalty, alpha=alpha,
                               block_ngram=block_ngram)
+        if not hyps:                                   # every token blocked before ``length``: nothing to return
+            raise ConfigError(f"block_ngram: no continuation of {length} tokens avoids repeating a {block_ngram}-gram "
+                              f"of itself; lower length or block_ngram")
         ends = [np.array([eos] if h.finished else [], dtype=np.int64) for h in hyps]
         return [self.tokenizer.decode(np.concatenate([prime_ids, h.tokens, end])) for h, end in zip(hyps, ends)]
 

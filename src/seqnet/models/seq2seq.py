@@ -26,9 +26,10 @@ import numpy as np
 
 from ..backend import check_array, to_numpy
 from ..data.vocabulary import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from ..decoding import beam_search, check_length_penalty, sample_search
+from ..decoding import beam_search, check_length_penalty, check_sampling, sample_search
+from ..decoding.sampling import is_finite_number
 from ..decoding.search import check_count
-from ..errors import ConfigError, ShapeError, check_positive_int
+from ..errors import ConfigError, ShapeError, check_not_one_text, check_positive_int
 from ..layers import RECURRENT_LAYERS, Attention, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.attention import check_attention_type
 from ..layers.base import BackpropOnce
@@ -317,26 +318,59 @@ class Seq2Seq(Layer):
                   sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = None, batch_size: int = 64,
                   keep_attention: bool = True) -> list[Translation]:
-        """Translate texts (or (L,) host id arrays, when the model has no vocabularies).
+        """Translate a list of texts (or of (L,) host id arrays, when the model has no vocabularies).
 
-        Greedy search for ``beam`` = 1, beam search (:func:`seqnet.decoding.beam_search`) for
-        ``beam`` > 1 with ``n_best``, ``length_penalty`` / ``alpha``, ``block_ngram``;
-        ``sample`` draws with the language model's controls instead. Each output has at most
-        ``max_len_a * source_length + max_len_b`` tokens and at least ``min_len``; <UNK>,
-        <PAD> and <BOS> are never produced. Sources run in batches of ``batch_size``.
+        Beam search (:func:`seqnet.decoding.beam_search`) of width ``beam`` with ``n_best``,
+        ``length_penalty`` / ``alpha``, ``block_ngram``; width 1 without a length penalty or
+        n-gram blocking is greedy search (the same outputs, by a simpler loop). ``sample``
+        draws with the language model's controls (``temperature``, ``top_k``, ``top_p``,
+        ``seed``) instead; it takes no beam, length penalty or n-gram blocking. Each output has
+        at most ``max(1, floor(max_len_a * source_length + max_len_b))`` tokens (<EOS>
+        included) and at least ``min_len`` tokens before <EOS>: a ``min_len`` above some source's
+        maximum is an error, as is a maximum of 0 for every source (``max_len_a`` = ``max_len_b`` =
+        0) and a search that n-gram blocking leaves without any output of ``min_len`` tokens.
+        <UNK>, <PAD> and <BOS> are never produced. Sources run in batches of ``batch_size``.
         """
+        check_not_one_text("sources", sources, "a list of texts (or id arrays)")
+        if isinstance(sources, np.ndarray) and sources.ndim < 2:
+            raise ConfigError(f"sources: expected a list of texts (or id arrays), received one {sources.ndim}-D "
+                              "array; wrap one source in a list")
         beam = check_count("beam", beam, low=1)
         n_best = check_count("n_best", n_best, low=1)
         if n_best > beam:
             raise ConfigError(f"n_best: expected at most beam = {beam} outputs per source, received {n_best}")
-        if sample and beam > 1:
-            raise ConfigError(f"sample: sampling draws one output per source; it does not combine with beam = {beam}")
         check_length_penalty(length_penalty, alpha)
-        if not (isinstance(max_len_a, (int, float)) and max_len_a >= 0):
-            raise ConfigError(f"max_len_a: expected a number >= 0, received {max_len_a!r}")
+        block_ngram = check_count("block_ngram", block_ngram, low=0)
+        min_len = check_count("min_len", min_len, low=0)
+        if sample:
+            for name, value, off in (("beam", beam, 1), ("block_ngram", block_ngram, 0),
+                                     ("length_penalty", length_penalty, "none")):
+                if value != off:
+                    raise ConfigError(f"sample: sampling draws one output per source; it does not combine with "
+                                      f"{name} = {value!r} (a beam search setting)")
+            check_sampling(temperature, top_k, top_p)
+        else:
+            for name, value, off in (("temperature", temperature, 1.0), ("top_k", top_k, None),
+                                     ("top_p", top_p, None)):
+                if value != off:
+                    raise ConfigError(f"{name}: a sampling control; it needs sample=True (search does not sample), "
+                                      f"received {name} = {value!r}")
+        if not (is_finite_number(max_len_a) and max_len_a >= 0):
+            raise ConfigError(f"max_len_a: expected a finite number >= 0, received {max_len_a!r}")
         max_len_b = check_count("max_len_b", max_len_b, low=0)
+        if max_len_a == 0 and max_len_b == 0:
+            raise ConfigError("max_len_a, max_len_b: both 0 allow an output of at most 0 tokens; expected "
+                              "max_len_a > 0 or max_len_b > 0")
         batch_size = check_count("batch_size", batch_size, low=1)
         encoded = [self._encode_source(s, k) for k, s in enumerate(sources)]
+        limit_of = [max(1, int(np.floor(max_len_a * len(ids) + max_len_b))) for ids in encoded]
+        short = [k for k, limit in enumerate(limit_of) if limit < min_len]
+        if short:
+            k, others = short[0], f" (and {len(short) - 1} other sources)" if len(short) > 1 else ""
+            raise ConfigError(f"min_len: {min_len} is above the maximum output length {limit_of[k]} of sources[{k}]"
+                              f"{others}: max_len_a * {len(encoded[k])} source tokens + max_len_b = {max_len_a} * "
+                              f"{len(encoded[k])} + {max_len_b}; lower min_len or raise max_len_a / max_len_b")
+        search = beam > 1 or block_ngram > 0 or length_penalty != "none"
         rng = np.random.default_rng(seed)
         results: list[Translation | None] = [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]))       # similar lengths batch together
@@ -346,11 +380,11 @@ class Seq2Seq(Layer):
             src = np.full((int(lengths.max()), len(chunk)), PAD_ID, dtype=np.int64)
             for col, k in enumerate(chunk):
                 src[:lengths[col], col] = encoded[k]
-            limits = np.maximum(1, np.floor(max_len_a * lengths + max_len_b).astype(np.int64))
+            limits = np.array([limit_of[k] for k in chunk], dtype=np.int64)
             steps = self.steps(src, lengths)
             prefix = np.full((1, len(chunk)), BOS_ID, dtype=np.int64)
             banned = (UNK_ID, PAD_ID, BOS_ID)
-            if beam > 1:
+            if search:                           # width 1 with blocking or a length penalty: beam search too
                 found = beam_search(steps, prefix, limits, beam=beam, n_best=n_best, min_len=min_len, eos_id=EOS_ID,
                                     banned_ids=banned, length_penalty=length_penalty, alpha=alpha,
                                     block_ngram=block_ngram, keep_attention=keep_attention)
@@ -361,6 +395,9 @@ class Seq2Seq(Layer):
                                                     keep_attention=keep_attention)]
             for col, k in enumerate(chunk):
                 hyps = found[col]
+                if not hyps:                     # every continuation banned before min_len: nothing to return
+                    raise ConfigError(f"min_len, block_ngram: no output of sources[{k}] reaches min_len = {min_len} "
+                                      f"tokens without repeating a {block_ngram}-gram; lower min_len or block_ngram")
                 results[k] = Translation(
                     [self._decode_target(h.tokens) for h in hyps], [h.score for h in hyps],
                     [h.normalized for h in hyps], [h.tokens for h in hyps],

@@ -28,7 +28,7 @@ from ..metrics import check_plot_path, classification_report, majority_baseline,
 from ..metrics import save_confusion_matrix
 from ..models import SequenceClassifier
 from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
-                      kept_examples, warn_if_data_changed)
+                      kept_examples, warn_if_data_changed, warn_if_small_validation)
 
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -115,7 +115,9 @@ class ClassifyTask(SequenceTask):
         setup["class_weights"] = (balanced_weights([labels.id(e.labels[0]) for e in train], len(labels))
                                   if config.class_weights == "balanced" and not multi_label else None)
         keep_examples(run_dir, train, valid)
-        return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        task = cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        warn_if_small_validation(config, len(valid), "texts")              # once the examples are known good
+        return task
 
     @classmethod
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):

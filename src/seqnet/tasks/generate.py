@@ -21,10 +21,10 @@ from ..data import make_tokenizer, read_generation, tokenizer_from_json
 from ..data.labeled import ConditionedText
 from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
-from ..errors import ConfigError, DataFileError
+from ..errors import ConfigError, DataFileError, check_not_one_text
 from ..models import ConditionalGenerator
 from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, held_out, keep_examples, kept_examples,
-                      warn_if_data_changed)
+                      warn_if_data_changed, warn_if_small_validation)
 
 
 @dataclass
@@ -80,7 +80,9 @@ class GenerateTask(SequenceTask):
         setup = {"tokenizer": tokenizer.to_json(), "conditions": conditions.to_json()}
         setup["data_fingerprint"] = data_fingerprint(config)
         keep_examples(run_dir, train, valid)
-        return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        task = cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        warn_if_small_validation(config, len(valid), "texts")              # once the examples are known good
+        return task
 
     @classmethod
     def _split(cls, config, examples, seed):
@@ -152,6 +154,7 @@ class GenerateTask(SequenceTask):
                  top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
                  seed: int | None = None) -> list[str]:
         """One text per entry of ``conditions`` (repeat a name for several), sampled in one batch."""
+        check_not_one_text("conditions", conditions, "a list of condition names", "name")
         ids = [self.condition_id(name) for name in conditions]
         length = max_length or self.config.max_len
         rows = self.model.generate(np.asarray(ids, dtype=np.int64), length, temperature=temperature, top_k=top_k,

@@ -36,6 +36,7 @@ from ..random_state import rng_from_json, rng_to_json
 from .base import MicroBatch, Task, split_evenly
 
 MAX_WARNINGS = 5
+MIN_VALID_EXAMPLES = 20   # a validation set smaller than this is warned about: its scores are mostly noise
 
 
 @dataclass
@@ -143,6 +144,23 @@ def held_out(examples: list, fraction: float, seed: int) -> tuple[list, list]:
     count = min(len(examples) - 1, max(1, round(fraction * len(examples))))
     valid = set(order[:count].tolist())
     return [e for k, e in enumerate(examples) if k not in valid], [e for k, e in enumerate(examples) if k in valid]
+
+
+def warn_if_small_validation(config, valid_count: int, what: str = "examples") -> None:
+    """A SeqnetWarning when the validation set holds fewer than :data:`MIN_VALID_EXAMPLES` (but
+    some) ``what``: the scores reported on it rest on too few to tell models apart. ``config``
+    has ``valid`` (a file or None) and ``val_fraction`` (the held-out share of ``data``)."""
+    if not 0 < valid_count < MIN_VALID_EXAMPLES:
+        return
+    if config.valid is None:
+        source = f"--val-fraction {config.val_fraction} of --data {config.data}"
+        advice = "use a larger --val-fraction or a --valid file"
+    else:
+        source = f"--valid {config.valid}"
+        advice = "use a larger --valid file"
+    what = what[:-1] if valid_count == 1 and what.endswith("s") else what
+    warnings.warn(f"validation: the validation scores rest on only {valid_count} {what} ({source}; fewer than "
+                  f"{MIN_VALID_EXAMPLES}); {advice}", SeqnetWarning, stacklevel=3)
 
 
 def eval_batches(lengths: list[int], batch: int) -> list[np.ndarray]:

@@ -37,6 +37,7 @@ from .base import MicroBatch, Task, share_bounds
 UNKNOWN_WARNING = 0.05    # eval warns when more of the predicted tokens than this are <UNK>
 EVAL_STREAMS = 16        # parallel streams of eval_corpus unless told (fewer for a corpus under 32 tokens)
 CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (h), carry/1 (c)
+MIN_VALID_WINDOWS = 2     # a validation tail of fewer (--batch x --seq-len) evaluation windows is warned about
 
 
 @dataclass
@@ -85,6 +86,37 @@ def evaluate_ids(model: LanguageModel, ids: np.ndarray, batch: int, seq_len: int
     return float(to_numpy(total)) / count, count
 
 
+def validation_windows(num_tokens: int, batch: int, seq_len: int) -> int:
+    """How many evaluation windows (steps of :func:`evaluate_ids`, ``batch`` streams of up to
+    ``seq_len`` tokens) a validation split of ``num_tokens`` yields; 0 when
+    :meth:`LanguageModelTask.evaluate` has too few tokens to score (fewer than 2 per stream)."""
+    if num_tokens < 2 * batch:
+        return 0
+    return math.ceil((num_tokens // batch - 1) / seq_len)
+
+
+def warn_if_small_validation(config: LanguageModelConfig, num_tokens: int, corpus_tokens: int) -> None:
+    """A SeqnetWarning when the held-out tail yields fewer than :data:`MIN_VALID_WINDOWS`
+    evaluation windows: the validation bits per token then rest on a few hundred tokens, or none."""
+    if config.val_fraction == 0:
+        return
+    windows = validation_windows(num_tokens, config.batch, config.seq_len)
+    if windows >= MIN_VALID_WINDOWS:
+        return
+    held = (f"the held-out tail (--val-fraction {config.val_fraction} of {corpus_tokens:,} corpus tokens) is "
+            f"{num_tokens:,} tokens")
+    advice = "use a larger --val-fraction or a larger corpus"
+    if windows == 0:
+        message = (f"validation: {held}, fewer than 2 per stream of --batch {config.batch}: no validation scores "
+                   f"will be reported; {advice}")
+    else:
+        scored = config.batch * (num_tokens // config.batch - 1)
+        plural = "s" if windows != 1 else ""
+        message = (f"validation: {held}, {windows} evaluation window{plural} of --batch {config.batch} x --seq-len "
+                   f"{config.seq_len}; the validation scores rest on only {scored:,} predicted tokens; {advice}")
+    warnings.warn(message, SeqnetWarning, stacklevel=3)
+
+
 def build_model(config: LanguageModelConfig, tokenizer, *, backend: str, device: Any, dtype: str,
                 seed: int) -> LanguageModel:
     with backend_context(backend, device):
@@ -120,7 +152,9 @@ class LanguageModelTask(Task):
             tokenizer = make_tokenizer(config.tokenizer, iter_text_chunks(paths), max_words=config.max_words)
         ids = load_token_ids(encode_corpus(paths, tokenizer, Path(run_dir) / "tokens.bin"))
         model = build_model(config, tokenizer, backend=backend, device=device, dtype=dtype, seed=seed)
-        return cls(config, tokenizer, model, ids)
+        task = cls(config, tokenizer, model, ids)
+        warn_if_small_validation(config, int(task.val_ids.shape[0]), int(ids.shape[0]))
+        return task
 
     @classmethod
     def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):

@@ -25,8 +25,7 @@ from ..errors import ConfigError, DataFileError
 from ..metrics import classification_report, entity_scores, invalid_transitions, tag_scheme, token_accuracy
 from ..models import SequenceTagger
 from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
-                      kept_examples, warn_if_data_changed,
-                      warn)
+                      kept_examples, warn, warn_if_data_changed, warn_if_small_validation)
 
 
 @dataclass
@@ -91,7 +90,9 @@ class TagTask(SequenceTask):
         setup["data_fingerprint"] = data_fingerprint(config)
         warn(scheme_warnings(sentences if config.valid is None else sentences + valid, scheme), "tag-scheme warnings")
         keep_examples(run_dir, train, valid)
-        return cls._from_sentences(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        task = cls._from_sentences(config, setup, train, valid, backend, device, dtype, seed, run_dir)
+        warn_if_small_validation(config, len(valid), "sentences")              # once the examples are known good
+        return task
 
     @classmethod
     def _split(cls, config, sentences, seed):

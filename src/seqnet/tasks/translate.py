@@ -31,6 +31,7 @@ from ..metrics import char_error_rate, corpus_bleu, exact_match, token_accuracy
 from ..models import Seq2Seq
 from ..random_state import rng_from_json, rng_to_json
 from .base import MicroBatch, Task, split_evenly
+from .labeled import warn_if_small_validation
 
 PAIRS_FILE = "pairs"
 
@@ -128,6 +129,7 @@ class TranslateTask(Task):
         train = encode_pairs(train_pairs, src_vocab, tgt_vocab, where=config.data, **limits)
         valid = encode_pairs(valid_pairs, src_vocab, tgt_vocab, where=where, **limits) if valid_pairs else None
 
+        warn_if_small_validation(config, 0 if valid is None else len(valid), "pairs")
         arrays = train.to_arrays("train/")
         if valid is not None:
             arrays.update(valid.to_arrays("valid/"))

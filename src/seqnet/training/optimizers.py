@@ -134,6 +134,7 @@ class Optimizer:
                 f"params/grads: expected the parameter names this optimizer was built with {sorted(self.state)}, "
                 f"received params {sorted(params)} and grads {sorted(grads)}"
             )
+        self._check_like_params(params, grads)
         self.step_count += 1
         update = kernels.kernel(self.backend, self.update.__name__)
         kwargs = self._update_kwargs()
@@ -144,6 +145,23 @@ class Optimizer:
                 p, *new_state = update(params[name], grads[name], *old_state, **kwargs, xp=xp)
                 params[name] = p
                 self.state[name] = {s: a for s, a in zip(self.slot_order, new_state) if s in state}
+
+    def _check_like_params(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
+        """ShapeError / DTypeError naming the first parameter or gradient whose shape or dtype is not
+        the one recorded when this optimizer was built (so nothing broadcasts or casts quietly).
+        Reads shapes and dtypes only: no device work, no transfer."""
+        for name, (shape, dtype_name) in self._meta.items():
+            for kind, array, like in (("params", params[name], "as when this optimizer was built"),
+                                      ("grads", grads[name], "like its parameter")):
+                got_shape, got_dtype = getattr(array, "shape", None), getattr(array, "dtype", None)
+                if got_shape is None or got_dtype is None:
+                    raise ShapeError(f"{kind}[{name!r}]: expected an array of shape {shape} {like}, received "
+                                     f"{type(array).__name__}")
+                if tuple(got_shape) != shape:
+                    raise ShapeError(f"{kind}[{name!r}]: expected shape {shape} {like}, received {tuple(got_shape)}")
+                got = self.backend.dtype_name(got_dtype)
+                if got != dtype_name:
+                    raise DTypeError(f"{kind}[{name!r}]: expected dtype {dtype_name} {like}, received {got}")
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
