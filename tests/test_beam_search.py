@@ -305,3 +305,23 @@ def test_search_misuse():
     for alpha in (math.nan, math.inf, -math.inf, 11, True):
         with pytest.raises(ConfigError, match=rf"alpha: expected a finite number in \[0, 10\] .*, received {alpha!r}"):
             beam_search(s, _prefix(1), 3, beam=2, length_penalty="avg", alpha=alpha)
+
+
+@pytest.mark.parametrize("eos_id, sampler", [(None, {}), (EOS, {}), (None, {"top_k": 3}), (EOS, {"greedy": True})])
+def test_unscored_generation_draws_what_the_scored_search_draws(eos_id, sampler):
+    """sample_tokens (no scores: banned ids set in the step's own logits, a fixed-length exit)
+    against sample_search on the same scorer and seed: the same tokens, cut at the same place."""
+    from seqnet.decoding import sample_tokens
+
+    vocab, rows, length = 6, 5, 9
+    rng = None if sampler.get("greedy") else np.random.default_rng(3)
+    searched = sample_search(Scorer(random_scorer(vocab, 11)), _prefix(rows), length, rng=rng, eos_id=eos_id,
+                             banned_ids=(2,), **sampler)
+    drawn = sample_tokens(Scorer(random_scorer(vocab, 11)), _prefix(rows), length,
+                          rng=np.random.default_rng(3), eos_id=eos_id, banned_id=2, **sampler)
+    assert not np.any(drawn == 2)
+    for n, hyp in enumerate(searched):
+        column = drawn[:, n].tolist()
+        if eos_id is not None and eos_id in column:
+            column = column[:column.index(eos_id)]
+        assert column == hyp.tokens.tolist()

@@ -58,7 +58,7 @@ def sample_tokens(steps: TokenSteps, prefix: np.ndarray, length: int, *, rng: np
         return np.zeros((0, prefix.shape[1]), dtype=np.int64)
     tokens, *_ = _sample_loop(steps, prefix, length, rng=rng, greedy=greedy, temperature=temperature, top_k=top_k,
                               top_p=top_p, eos_id=eos_id, banned_ids=() if banned_id is None else (banned_id,),
-                              min_len=0, keep_attention=False)
+                              min_len=0, keep_attention=False, scored=False)
     return tokens
 
 

@@ -139,11 +139,13 @@ def sample_search(steps: TokenSteps, prefix: np.ndarray, max_len, *, rng: np.ran
 
 
 def _sample_loop(steps, prefix, max_len, *, rng, greedy, temperature, top_k, top_p, eos_id, banned_ids, min_len,
-                 keep_attention):
+                 keep_attention, scored: bool = True):
     """The loop of :func:`sample_search` and :func:`seqnet.decoding.sample_tokens`: every row
     is sampled at every step until all are done (the random stream does not depend on which
     rows finished); returns (tokens (L, N), scores (N,), lengths (N,), ended (N,), attention
-    (L, N, S) or None)."""
+    (L, N, S) or None). Without ``scored`` the scores stay 0 and the banned tokens are set to
+    -inf in the step's own logits (no copy, no log-softmax: the per-token cost of plain
+    generation)."""
     check_sampling(temperature, top_k, top_p)
     min_len = check_count("min_len", min_len, low=0)
     if not greedy and rng is None:
@@ -160,23 +162,38 @@ def _sample_loop(steps, prefix, max_len, *, rng, greedy, temperature, top_k, top
     attention = [] if keep_attention and _attention(steps, state) is not None else None
     plain = not greedy and top_k is None and top_p is None
     noise = gumbel_blocks(rng, logits.shape, min(longest, 256)) if plain else None
+    banned = list(banned_ids)
+    fixed_length = eos_id is None and bool(np.all(limits == longest))
     for k in range(longest):
         if attention is not None:
             attention.append(steps.attention(state))
-        allowed = _banned(logits, banned_ids, eos_id, k < min_len)
+        if scored:
+            allowed = _banned(logits, banned_ids, eos_id, k < min_len)
+        else:
+            allowed = np.asarray(logits)
+            if not allowed.flags.writeable:
+                allowed = allowed.copy()
+            if banned or (k < min_len and eos_id is not None):
+                allowed[..., banned + ([eos_id] if k < min_len and eos_id is not None else [])] = -np.inf
         token = sample_next(allowed, rng, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
                             gumbel=None if noise is None else next(noise))
         tokens[k] = token
-        logp = log_softmax(logits)[np.arange(count), token]
-        scores = np.where(done, scores, scores + logp)
-        stop = ~done & ((token == eos_id) if eos_id is not None else False)
-        cut = ~done & ~stop & (k + 1 >= limits)
-        ended |= stop
-        lengths[stop | cut] = k + 1
-        done |= stop | cut
-        if done.all():
-            tokens = tokens[:k + 1]
-            break
+        if scored:
+            logp = log_softmax(logits)[np.arange(count), token]
+            scores = np.where(done, scores, scores + logp)
+        if fixed_length:                             # no end token, one length: every row runs to it
+            if k + 1 == longest:
+                lengths[:] = longest
+                break
+        else:
+            stop = ~done & ((token == eos_id) if eos_id is not None else False)
+            cut = ~done & ~stop & (k + 1 >= limits)
+            ended |= stop
+            lengths[stop | cut] = k + 1
+            done |= stop | cut
+            if done.all():
+                tokens = tokens[:k + 1]
+                break
         logits, state = steps.step(token, state)
     att = None if attention is None else np.stack(attention)
     return tokens, scores, lengths, ended, att
