@@ -2,6 +2,7 @@
 directory through the library's own trainer, and reporting (a JSON summary, wall time, load)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -36,6 +37,26 @@ def train(kind: str, run_dir: Path, task_settings: dict, trainer_settings: dict,
     trainer = new_run(kind, config, TrainerConfig(**trainer_settings).validate(), run_dir, progress=progress,
                       log=lambda text: print(text, file=sys.stderr, flush=True))
     return trainer.task, trainer.run()
+
+
+@functools.cache
+def pyplot():
+    """matplotlib's pyplot drawing to files (the Agg backend), or None when matplotlib (the ``plot``
+    extra) is not installed: the scripts then say so once on stderr and write no pictures."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed (pip install 'seqnet[plot]'): no pictures are written", file=sys.stderr)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pictures(*paths) -> list[str]:
+    """The paths of the pictures that were written (a drawing function returns None when it drew nothing)."""
+    return [str(path) for path in paths if path is not None and Path(path).is_file()]
 
 
 class Clock:

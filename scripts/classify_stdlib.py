@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, print_summary, train, write_jsonl
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, train, write_jsonl
 
 PACKAGES = ("asyncio", "email", "importlib", "multiprocessing", "tkinter", "unittest", "xml")
 
@@ -68,11 +68,10 @@ def build_data(out: Path, seed: int) -> dict:
     return {"train_functions": len(train_records), "test_functions": len(test_records), "files": files}
 
 
-def save_f1_chart(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def save_f1_chart(report: dict, path: Path) -> Path | None:
+    plt = pyplot()
+    if plt is None:
+        return None
 
     names = list(report["per_class"])
     f1 = [report["per_class"][n]["f1"] for n in names]
@@ -86,6 +85,7 @@ def save_f1_chart(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -105,8 +105,9 @@ def main() -> None:
     trainer_settings = dict(steps=steps, lr=3e-3, eval_every=max(steps // 4, 1), checkpoint_every=steps,
                             seed=args.seed)
     task, summary = train("classify", args.out / "run", task_settings, trainer_settings)
-    report = task.evaluate_file(args.out / "test.jsonl", plot=args.out / "confusion_test.png")
-    save_f1_chart(report, args.out / "f1_test.png")
+    confusion_png = args.out / "confusion_test.png" if pyplot() is not None else None
+    report = task.evaluate_file(args.out / "test.jsonl", plot=confusion_png)
+    f1_png = save_f1_chart(report, args.out / "f1_test.png")
     support = {k: v["support"] for k, v in report["per_class"].items()}
     best_constant = max(support, key=support.get)            # the stricter baseline: test's own majority
     print_summary({
@@ -117,7 +118,7 @@ def main() -> None:
                  "majority_baseline": report["majority_baseline"],
                  "test_majority_baseline": {"class": best_constant,
                                             "accuracy": support[best_constant] / report["examples"]}},
-        "pictures": [str(args.out / "confusion_test.png"), str(args.out / "f1_test.png")],
+        "pictures": pictures(confusion_png, f1_png),
         **clock.report()}, args.out / "summary.json")
 
 

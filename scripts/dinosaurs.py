@@ -19,16 +19,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from _examples import Clock, ROOT, print_summary, train
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, train
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dinos.txt"
 
 
-def save_names(names: list[str], known: set[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def save_names(names: list[str], known: set[str], path: Path) -> Path | None:
+    plt = pyplot()
+    if plt is None:
+        return None
 
     columns = 3
     rows = -(-len(names) // columns)
@@ -42,6 +41,7 @@ def save_names(names: list[str], known: set[str], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -73,12 +73,12 @@ def main() -> None:
     names = [lines[2].strip() for lines in (text.split("\n") for text in texts) if len(lines) > 3]
     names = [name for name in names if name]
     new = [name for name in names if name not in known]
-    save_names(names, known, args.out / "names.png")
+    names_png = save_names(names, known, args.out / "names.png")
     print_summary({
         "task": "character language model of dinosaur names", "data": str(args.data), "names_in_file": len(known),
         "steps": steps, "val_bits_per_token": summary.get("val_bits_per_token"), "temperature": args.temperature,
         "sampled": len(names), "new": len(new), "distinct": len(set(names)), "names": names,
-        "pictures": [str(args.out / "names.png"), str(args.out / "run" / "loss.png")], **clock.report()},
+        "pictures": pictures(names_png, args.out / "run" / "loss.png"), **clock.report()},
         args.out / "summary.json")
 
 

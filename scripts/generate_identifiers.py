@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, print_summary, train, write_jsonl
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, train, write_jsonl
 
 from seqnet.data import python_stdlib_files  # noqa: E402
 
@@ -91,11 +91,10 @@ def collect() -> dict[str, list[str]]:
     return {kind: sorted(names[kind]) for kind in CONVENTIONS}
 
 
-def save_chart(per_kind: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def save_chart(per_kind: dict, path: Path) -> Path | None:
+    plt = pyplot()
+    if plt is None:
+        return None
 
     kinds = list(per_kind)
     series = [("generated", "convention_rate", "#4878a8"), ("real names of the kind", "training_convention_rate",
@@ -111,6 +110,7 @@ def save_chart(per_kind: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -142,13 +142,13 @@ def main() -> None:
             "training_convention_rate": float(np.mean([follows(kind, n) for n in names[kind]])),
             "kind_blind_baseline": float(np.mean([follows(kind, n) for n in pooled]))}
         examples[kind] = sampled[:8]
-    save_chart(per_kind, args.out / "naming.png")
+    naming_png = save_chart(per_kind, args.out / "naming.png")
     print_summary({
         "task": "identifiers conditioned on their kind, learned from the standard library's names",
         "names": {k: len(v) for k, v in names.items()}, "steps": steps,
         "val_bits_per_token": summary.get("val_bits_per_token"), "samples_per_kind": args.samples,
         "temperature": 0.8, "per_kind": per_kind, "examples": examples,
-        "pictures": [str(args.out / "naming.png")], **clock.report()}, args.out / "summary.json")
+        "pictures": pictures(naming_png), **clock.report()}, args.out / "summary.json")
 
 
 if __name__ == "__main__":

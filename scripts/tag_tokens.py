@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, print_summary, train
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, train
 
 from seqnet.data import python_stdlib_files  # noqa: E402
 from seqnet.metrics import entity_scores, token_accuracy  # noqa: E402
@@ -119,11 +119,10 @@ def char_class_tags(line: str) -> list[str]:
     return out
 
 
-def save_f1_chart(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def save_f1_chart(results: dict, path: Path) -> Path | None:
+    plt = pyplot()
+    if plt is None:
+        return None
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     width = 0.27
@@ -136,13 +135,13 @@ def save_f1_chart(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
-def save_snippet(lines: list[str], gold: list[list[str]], pred: list[list[str]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def save_snippet(lines: list[str], gold: list[list[str]], pred: list[list[str]], path: Path) -> Path | None:
+    plt = pyplot()
+    if plt is None:
+        return None
 
     width = max(len(line) for line in lines)
     fig, axes = plt.subplots(2, 1, figsize=(0.085 * width + 1, 0.19 * len(lines) * 2 + 1.2))
@@ -161,6 +160,7 @@ def save_snippet(lines: list[str], gold: list[list[str]], pred: list[list[str]],
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -194,10 +194,10 @@ def main() -> None:
     majority = tagger.tags.names[int(np.argmax(counts))]
     majority_pred = [[majority] * len(g) for g in gold]
     results["character-class rule"] = {k: v["f1"] for k, v in rule_scores["per_type"].items()}
-    save_f1_chart(results, args.out / "tag_f1.png")
+    f1_png = save_f1_chart(results, args.out / "tag_f1.png")
     snippet = split["test"][_varied_window(split["test"], 16):][:16]
     encoded = [tagger.encode(_sentence(line, tags)) for line, tags in snippet]
-    save_snippet([line for line, _ in snippet], [tags for _, tags in snippet], tagger.predict_tags(encoded),
+    snippet_png = save_snippet([line for line, _ in snippet], [tags for _, tags in snippet], tagger.predict_tags(encoded),
                  args.out / "tag_snippet.png")
     print_summary({
         "task": "Python token type of each character (tokenize labels, BIO), held-out files",
@@ -208,7 +208,7 @@ def main() -> None:
                                                "entity_f1": rule_scores["f1"],
                                                "per_type_f1": {k: round(v["f1"], 4)
                                                                for k, v in rule_scores["per_type"].items()}}},
-        "pictures": [str(args.out / "tag_f1.png"), str(args.out / "tag_snippet.png")], **clock.report()},
+        "pictures": pictures(f1_png, snippet_png), **clock.report()},
         args.out / "summary.json")
 
 

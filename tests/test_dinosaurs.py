@@ -16,12 +16,23 @@ DINOS = ROOT.parent / "shared" / "data" / "dinos.txt"
 
 @pytest.mark.skipif(not DINOS.is_file(), reason=f"{DINOS} is absent: the Dinosaur Island names file is not "
                                                 "beside the project on this machine")
-def test_dinosaur_script_short_run(tmp_path):
+@pytest.mark.parametrize("matplotlib", ["installed", "missing"])
+def test_dinosaur_script_short_run(tmp_path, matplotlib):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if matplotlib == "installed":
+        pytest.importorskip("matplotlib")
+    else:                           # a matplotlib that cannot be imported shadows any installed one
+        (tmp_path / "hide" / "matplotlib").mkdir(parents=True)
+        (tmp_path / "hide" / "matplotlib" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+        env["PYTHONPATH"] = str(tmp_path / "hide")
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "dinosaurs.py"), "--steps", "40", "--samples", "8",
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
+    drawn = [str(tmp_path / "out" / "names.png"), str(tmp_path / "out" / "run" / "loss.png")]
+    assert summary["pictures"] == (drawn if matplotlib == "installed" else [])
+    assert all(Path(path).is_file() == (matplotlib == "installed") for path in drawn)
+    assert ("matplotlib is not installed" in result.stderr) == (matplotlib == "missing")
     known = {line.strip() for line in DINOS.read_text(encoding="utf-8").splitlines() if line.strip()}
     assert summary["names_in_file"] == len(known) and summary["data"] == str(DINOS)
     assert 1 <= summary["sampled"] <= 8 and summary["sampled"] == len(summary["names"])
