@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import backend as backend_context
 from ..config import POSITIVE_INT, WITH_WORD_TOKENIZER, option
 from ..data import make_tokenizer, read_classification, tokenizer_from_json
 from ..data.labeled import TextExample
@@ -27,8 +26,7 @@ from ..layers import POOLINGS
 from ..metrics import check_plot_path, classification_report, majority_baseline, multilabel_report
 from ..metrics import save_confusion_matrix
 from ..models import SequenceClassifier
-from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
-                      kept_examples, warn_if_data_changed, warn_if_small_validation)
+from .labeled import SequenceDataConfig, SequenceTask, eval_batches
 
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -70,18 +68,28 @@ class ClassifyTask(SequenceTask):
 
     kind = "classify"
     Config = ClassifyConfig
+    Example, noun = TextExample, "texts"
+    read = staticmethod(read_classification)
+
+    @staticmethod
+    def new_model(config: ClassifyConfig, setup: dict, dtype: str, seed: int) -> SequenceClassifier:
+        tokenizer = tokenizer_from_json(setup["tokenizer"])
+        return SequenceClassifier(len(setup["labels"]), vocab_size=tokenizer.vocab_size, embed_size=config.embed,
+                                  hidden_size=config.hidden, num_layers=config.layers, cell=config.cell,
+                                  bidirectional=config.bidirectional, pooling=config.pooling,
+                                  attention_size=config.attention_size, dropout=config.dropout,
+                                  multi_label=setup["multi_label"], class_weights=setup.get("class_weights"),
+                                  dtype=dtype, seed=seed)
+
     loss_unit = "bits per text"
 
-    def __init__(self, config: ClassifyConfig, setup: dict, model: SequenceClassifier, train=None, valid=None,
-                 run_dir: Path | None = None, seed: int = 0):
+    def __init__(self, config: ClassifyConfig, setup: dict, model: SequenceClassifier, run_dir: Path | None = None):
         self.config, self.model, self.run_dir = config, model, run_dir
         self.tokenizer = tokenizer_from_json(setup["tokenizer"])
         self.labels = LabelSet.from_json(setup["labels"], "label")
         self.multi_label = bool(setup["multi_label"])
         self._setup = setup
-        self.train, self.valid = train, valid or []
-        if train is not None:
-            self._start_batches(seed)
+        self.train, self.valid = None, []
 
     # -- building -----------------------------------------------------------------------
     @classmethod
@@ -89,10 +97,8 @@ class ClassifyTask(SequenceTask):
         examples = read_classification(config.data)
         multi = {e.multi_label for e in examples}
         multi_label = multi == {True}
-        if config.valid is None:
-            train, valid = held_out(examples, config.val_fraction, seed)
-        else:
-            train, valid = examples, read_classification(config.valid)
+        train, valid = cls.split(config, examples, seed)
+        if config.valid is not None:
             if {e.multi_label for e in valid} != multi:
                 raise DataFileError(f"{config.valid}: {'multi-label' if not multi_label else 'single-label'} "
                                     f"examples, but {config.data} is {'multi' if multi_label else 'single'}-label")
@@ -111,33 +117,10 @@ class ClassifyTask(SequenceTask):
         counts = Counter(labels.id(e.labels[0]) for e in train) if not multi_label else Counter()
         setup = {"tokenizer": tokenizer.to_json(), "labels": labels.to_json(), "multi_label": multi_label,
                  "label_counts": [counts[c] for c in range(len(labels))]}
-        setup["data_fingerprint"] = data_fingerprint(config)
         setup["class_weights"] = (balanced_weights([labels.id(e.labels[0]) for e in train], len(labels))
                                   if config.class_weights == "balanced" and not multi_label else None)
-        keep_examples(run_dir, train, valid)
-        task = cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
-        warn_if_small_validation(config, len(valid), "texts")              # once the examples are known good
-        return task
-
-    @classmethod
-    def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
-        if run_dir is None:
-            return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
-        warn_if_data_changed(config, setup)
-        train, valid = kept_examples(run_dir, TextExample)
-        return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
-
-    @classmethod
-    def _from_examples(cls, config, setup, train, valid, backend, device, dtype, seed, run_dir):
-        model = build_model(config, setup, backend, device, dtype, seed)
-        task = cls(config, setup, model, run_dir=run_dir, seed=seed)
-        task.train = [task.encode(e) for e in train]
-        task.valid = [task.encode(e) for e in valid]
-        task._start_batches(seed)
-        return task
-
-    def setup(self) -> dict:
-        return self._setup
+        return cls.finish_create(config, setup, train, valid, run_dir, backend=backend, device=device, dtype=dtype,
+                                 seed=seed)
 
     def describe(self) -> str:
         c = self.config
@@ -253,12 +236,3 @@ class ClassifyTask(SequenceTask):
             yield record
 
 
-def build_model(config: ClassifyConfig, setup: dict, backend, device, dtype, seed) -> SequenceClassifier:
-    tokenizer = tokenizer_from_json(setup["tokenizer"])
-    with backend_context(backend, device):
-        return SequenceClassifier(len(setup["labels"]), vocab_size=tokenizer.vocab_size, embed_size=config.embed,
-                                  hidden_size=config.hidden, num_layers=config.layers, cell=config.cell,
-                                  bidirectional=config.bidirectional, pooling=config.pooling,
-                                  attention_size=config.attention_size, dropout=config.dropout,
-                                  multi_label=setup["multi_label"], class_weights=setup.get("class_weights"),
-                                  dtype=dtype, seed=seed)

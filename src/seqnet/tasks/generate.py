@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import backend as backend_context
 from ..config import NONNEGATIVE_INT, POSITIVE_INT, WITH_SAMPLES, WITH_WORD_TOKENIZER, option
 from ..data import make_tokenizer, read_generation, tokenizer_from_json
 from ..data.labeled import ConditionedText
@@ -23,8 +22,7 @@ from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
 from ..errors import ConfigError, DataFileError, check_not_one_text
 from ..models import ConditionalGenerator
-from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, held_out, keep_examples, kept_examples,
-                      warn_if_data_changed, warn_if_small_validation)
+from .labeled import SequenceDataConfig, SequenceTask
 
 
 @dataclass
@@ -59,6 +57,17 @@ class GenerateTask(SequenceTask):
 
     kind = "generate"
     Config = GenerateConfig
+    Example, noun = ConditionedText, "texts"
+    read = staticmethod(read_generation)
+
+    @staticmethod
+    def new_model(config: GenerateConfig, setup: dict, dtype: str, seed: int) -> ConditionalGenerator:
+        tokenizer = tokenizer_from_json(setup["tokenizer"])
+        return ConditionalGenerator(tokenizer.vocab_size + 1, num_conditions=len(setup["conditions"]),
+                                    condition_embed=config.condition_embed, embed_size=config.embed,
+                                    hidden_size=config.hidden, num_layers=config.layers, cell=config.cell,
+                                    dropout=config.dropout, condition_input=not config.condition_at_start_only,
+                                    end_id=tokenizer.vocab_size, dtype=dtype, seed=seed)
 
     def __init__(self, config: GenerateConfig, setup: dict, model: ConditionalGenerator, run_dir: Path | None = None):
         self.config, self.model, self.run_dir = config, model, run_dir
@@ -72,42 +81,14 @@ class GenerateTask(SequenceTask):
     @classmethod
     def create(cls, config, run_dir, *, backend, device, dtype, seed):
         examples = read_generation(config.data)
-        train, valid = cls._split(config, examples, seed)
+        train, valid = cls.split(config, examples, seed)
         conditions = LabelSet.fit([e.condition for e in (train if config.valid else examples)], "condition")
         texts = [e.text for e in train]
         tokenizer = make_tokenizer("byte") if config.tokenizer == "byte" else \
             make_tokenizer(config.tokenizer, texts, max_words=config.max_words)
         setup = {"tokenizer": tokenizer.to_json(), "conditions": conditions.to_json()}
-        setup["data_fingerprint"] = data_fingerprint(config)
-        keep_examples(run_dir, train, valid)
-        task = cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
-        warn_if_small_validation(config, len(valid), "texts")              # once the examples are known good
-        return task
-
-    @classmethod
-    def _split(cls, config, examples, seed):
-        if config.valid is None:
-            return held_out(examples, config.val_fraction, seed)
-        return examples, read_generation(config.valid)
-
-    @classmethod
-    def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
-        if run_dir is None:
-            return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
-        warn_if_data_changed(config, setup)
-        train, valid = kept_examples(run_dir, ConditionedText)
-        return cls._from_examples(config, setup, train, valid, backend, device, dtype, seed, run_dir)
-
-    @classmethod
-    def _from_examples(cls, config, setup, train, valid, backend, device, dtype, seed, run_dir):
-        task = cls(config, setup, build_model(config, setup, backend, device, dtype, seed), run_dir)
-        task.train = [task.encode(e) for e in train]
-        task.valid = [task.encode(e) for e in valid]
-        task._start_batches(seed)
-        return task
-
-    def setup(self) -> dict:
-        return self._setup
+        return cls.finish_create(config, setup, train, valid, run_dir, backend=backend, device=device, dtype=dtype,
+                                 seed=seed)
 
     def describe(self) -> str:
         c = self.config
@@ -188,11 +169,3 @@ class GenerateTask(SequenceTask):
             yield {"condition": example.condition, "text": text}
 
 
-def build_model(config: GenerateConfig, setup: dict, backend, device, dtype, seed) -> ConditionalGenerator:
-    tokenizer = tokenizer_from_json(setup["tokenizer"])
-    with backend_context(backend, device):
-        return ConditionalGenerator(tokenizer.vocab_size + 1, num_conditions=len(setup["conditions"]),
-                                    condition_embed=config.condition_embed, embed_size=config.embed,
-                                    hidden_size=config.hidden, num_layers=config.layers, cell=config.cell,
-                                    dropout=config.dropout, condition_input=not config.condition_at_start_only,
-                                    end_id=tokenizer.vocab_size, dtype=dtype, seed=seed)

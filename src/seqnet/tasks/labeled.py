@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..backend import backend as backend_context
 from ..backend import to_numpy
 from ..config import FRACTION, POSITIVE_INT, PROBABILITY, WITHOUT_VALID_FILE, Settings, option
 from ..data.buckets import BucketBatcher, pad_batch
@@ -179,6 +180,67 @@ class SequenceTask(Task):
     train: list
     run_dir: Path | None = None
     loss_unit = "bits per token"
+    Example: ClassVar[type]                  # the record its reader gives (kept in examples.jsonl)
+    noun: ClassVar[str] = "examples"         # what its examples are called in messages
+    _setup: dict
+
+    # -- building (create reads and fits; these are the same for every labelled task) ----
+    @classmethod
+    def build_model(cls, config, setup: dict, backend, device, dtype, seed):
+        """The task's model (:meth:`new_model`) on ``backend`` and ``device``."""
+        with backend_context(backend, device):
+            return cls.new_model(config, setup, dtype, seed)
+
+    @staticmethod
+    def new_model(config, setup: dict, dtype: str, seed: int):
+        """The task's model, from its settings and setup (its fitted vocabularies), on the current backend."""
+        raise NotImplementedError
+
+    @staticmethod
+    def read(path) -> list:
+        """The examples of a data file (with their labels)."""
+        raise NotImplementedError
+
+    @classmethod
+    def split(cls, config, examples: list, seed: int) -> tuple[list, list]:
+        """(training, validation) examples: --valid's, or a held-out --val-fraction of --data."""
+        if config.valid is None:
+            return held_out(examples, config.val_fraction, seed)
+        return examples, cls.read(config.valid)
+
+    @classmethod
+    def finish_create(cls, config, setup: dict, train: list, valid: list, run_dir, **build):
+        """The end of ``create``: the data's fingerprint, the run's own copy of the examples,
+        the task with its model (``build``: backend, device, dtype, seed) and its batches."""
+        setup["data_fingerprint"] = data_fingerprint(config)
+        keep_examples(run_dir, train, valid)
+        task = cls.from_examples(config, setup, train, valid, run_dir=run_dir, **build)
+        warn_if_small_validation(config, len(valid), cls.noun)            # once the examples are known good
+        return task
+
+    @classmethod
+    def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
+        if run_dir is None:
+            return cls(config, setup, cls.build_model(config, setup, backend, device, dtype, seed))
+        warn_if_data_changed(config, setup)
+        train, valid = kept_examples(run_dir, cls.Example)
+        return cls.from_examples(config, setup, train, valid, backend=backend, device=device, dtype=dtype, seed=seed,
+                                 run_dir=run_dir)
+
+    @classmethod
+    def from_examples(cls, config, setup, train, valid, *, backend, device, dtype, seed, run_dir):
+        task = cls(config, setup, cls.build_model(config, setup, backend, device, dtype, seed), run_dir)
+        task.encode_examples(train, valid)
+        task._start_batches(seed)
+        return task
+
+    def encode_examples(self, train: list, valid: list) -> None:
+        """Encode every example once (``self.encode``) into ``self.train`` and ``self.valid``."""
+        self.train = [self.encode(e) for e in train]
+        self.valid = [self.encode(e) for e in valid]
+
+    def setup(self) -> dict:
+        return self._setup
 
     def check_trainer_config(self, config) -> None:
         """Refuse trainer settings this task cannot honour (called by the trainer before it starts)."""

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import backend as backend_context
 from ..config import POSITIVE_INT, option
 from ..data import read_conll
 from ..data.labeled import TaggedSentence
@@ -24,8 +23,7 @@ from ..data.vocabulary import LabelSet, Vocabulary
 from ..errors import ConfigError, DataFileError
 from ..metrics import classification_report, entity_scores, invalid_transitions, tag_scheme, token_accuracy
 from ..models import SequenceTagger
-from .labeled import (SequenceDataConfig, SequenceTask, data_fingerprint, eval_batches, held_out, keep_examples,
-                      kept_examples, warn, warn_if_data_changed, warn_if_small_validation)
+from .labeled import SequenceDataConfig, SequenceTask, eval_batches, warn
 
 
 @dataclass
@@ -66,6 +64,15 @@ class TagTask(SequenceTask):
 
     kind = "tag"
     Config = TagConfig
+    Example, noun = TaggedSentence, "sentences"
+    read = staticmethod(read_conll)
+
+    @staticmethod
+    def new_model(config: TagConfig, setup: dict, dtype: str, seed: int) -> SequenceTagger:
+        return SequenceTagger(len(setup["tags"]), vocab_size=len(Vocabulary.from_json(setup["vocabulary"])),
+                              embed_size=config.embed, hidden_size=config.hidden, num_layers=config.layers,
+                              cell=config.cell, bidirectional=not config.unidirectional, dropout=config.dropout,
+                              crf=config.crf, dtype=dtype, seed=seed)
 
     def __init__(self, config: TagConfig, setup: dict, model: SequenceTagger, run_dir: Path | None = None):
         self.config, self.model, self.run_dir = config, model, run_dir
@@ -81,45 +88,21 @@ class TagTask(SequenceTask):
     @classmethod
     def create(cls, config, run_dir, *, backend, device, dtype, seed):
         sentences = read_conll(config.data)
-        train, valid = cls._split(config, sentences, seed)
+        train, valid = cls.split(config, sentences, seed)
         tags = LabelSet.fit([t for s in (train if config.valid else sentences) for t in s.tags], "tag")
         scheme = scheme_of(tags.names, config.data)
         counts = Counter(t for s in train for t in s.tags)
         setup = {"vocabulary": Vocabulary.fit([s.tokens for s in train], max_size=config.max_words).to_json(),
                  "tags": tags.to_json(), "scheme": scheme, "tag_counts": [counts[t] for t in tags.names]}
-        setup["data_fingerprint"] = data_fingerprint(config)
         warn(scheme_warnings(sentences if config.valid is None else sentences + valid, scheme), "tag-scheme warnings")
-        keep_examples(run_dir, train, valid)
-        task = cls._from_sentences(config, setup, train, valid, backend, device, dtype, seed, run_dir)
-        warn_if_small_validation(config, len(valid), "sentences")              # once the examples are known good
-        return task
+        return cls.finish_create(config, setup, train, valid, run_dir, backend=backend, device=device, dtype=dtype,
+                                 seed=seed)
 
-    @classmethod
-    def _split(cls, config, sentences, seed):
-        if config.valid is None:
-            return held_out(sentences, config.val_fraction, seed)
-        return sentences, read_conll(config.valid)
-
-    @classmethod
-    def rebuild(cls, config, setup, *, backend, device, dtype, seed, run_dir=None):
-        if run_dir is None:
-            return cls(config, setup, build_model(config, setup, backend, device, dtype, seed))
-        warn_if_data_changed(config, setup)
-        train, valid = kept_examples(run_dir, TaggedSentence)
-        return cls._from_sentences(config, setup, train, valid, backend, device, dtype, seed, run_dir)
-
-    @classmethod
-    def _from_sentences(cls, config, setup, train, valid, backend, device, dtype, seed, run_dir):
-        task = cls(config, setup, build_model(config, setup, backend, device, dtype, seed), run_dir)
+    def encode_examples(self, train: list, valid: list) -> None:
         unseen: list[str] = []
-        task.train = [task.encode(s, unseen) for s in train]
-        task.valid = [task.encode(s, unseen) for s in valid]
+        self.train = [self.encode(s, unseen) for s in train]
+        self.valid = [self.encode(s, unseen) for s in valid]
         warn(unseen, "unseen tags")
-        task._start_batches(seed)
-        return task
-
-    def setup(self) -> dict:
-        return self._setup
 
     def describe(self) -> str:
         c = self.config
@@ -209,9 +192,3 @@ class TagTask(SequenceTask):
             yield {"tokens": list(sentence.tokens), "tags": tags}
 
 
-def build_model(config: TagConfig, setup: dict, backend, device, dtype, seed) -> SequenceTagger:
-    with backend_context(backend, device):
-        return SequenceTagger(len(setup["tags"]), vocab_size=len(Vocabulary.from_json(setup["vocabulary"])),
-                              embed_size=config.embed, hidden_size=config.hidden, num_layers=config.layers,
-                              cell=config.cell, bidirectional=not config.unidirectional, dropout=config.dropout,
-                              crf=config.crf, dtype=dtype, seed=seed)
