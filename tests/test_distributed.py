@@ -358,3 +358,39 @@ def test_a_signal_stops_every_rank_after_the_same_step(tmp_path):
     assert rest.count("interrupted at step") == 1, rest
     step = json.loads((tmp_path / "run" / "latest.json").read_text())["step"]
     assert f"interrupted at step {step};" in rest and step > 0
+
+
+def test_the_rank_watcher_ends_when_its_ranks_can_no_longer_come(tmp_path):
+    """The watcher holds its host's ranks' standard error (the launcher waits for it to close):
+    when the rank that started it is gone and nobody is connected, it ends at once instead of
+    waiting for connections; its socket appears only once it listens."""
+    import socket
+
+    from seqnet.training import rank_watch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / "watch.sock"
+    job = {"program": "seqnet", "size": 2, "host": "here", "expected": 2, "starter": dead.pid}
+    start = time.monotonic()
+    watcher = subprocess.Popen([sys.executable, rank_watch.__file__, str(path), json.dumps(job)])
+    assert watcher.wait(timeout=30) == 0
+    assert time.monotonic() - start < rank_watch.CONNECT_WAIT / 4
+    assert not (tmp_path / "a").exists()                            # it removes its socket and folder
+
+    (tmp_path / "b").mkdir()
+    path = tmp_path / "b" / "watch.sock"
+    job["starter"] = os.getpid()
+    watcher = subprocess.Popen([sys.executable, rank_watch.__file__, str(path), json.dumps(job)])
+    try:
+        while not path.exists():
+            time.sleep(0.001)
+        for rank in range(2):                  # the moment the socket exists, it accepts
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(str(path))
+            conn.sendall(json.dumps({"rank": rank, "pid": os.getpid()}).encode() + b"\ndone\n")
+            conn.close()
+        assert watcher.wait(timeout=30) == 0
+    finally:
+        watcher.kill()

@@ -219,7 +219,8 @@ class MPIWorld:
         if node.Get_rank() == 0:
             with contextlib.suppress(OSError):
                 path = os.path.join(tempfile.mkdtemp(prefix="seqnet-ranks-"), "watch.sock")
-                job = {"program": self.program, "size": self.size, "host": host, "expected": node.Get_size()}
+                job = {"program": self.program, "size": self.size, "host": host, "expected": node.Get_size(),
+                       "starter": os.getpid()}
                 subprocess.Popen([sys.executable, str(Path(__file__).with_name("rank_watch.py")), path, json.dumps(job)],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
                 deadline = time.monotonic() + 10
@@ -229,11 +230,19 @@ class MPIWorld:
         path = self.bcast_json(path, node)
         if path is None:
             return None
-        try:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            conn.connect(path)
-            conn.sendall(json.dumps({"rank": self.rank, "pid": os.getpid()}).encode("utf-8") + b"\n")
-        except OSError:
+        conn = None
+        for attempt in range(20):                # the watcher listens once its socket exists; retry briefly
+            try:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.connect(path)
+                conn.sendall(json.dumps({"rank": self.rank, "pid": os.getpid()}).encode("utf-8") + b"\n")
+                break
+            except OSError:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01 * (attempt + 1))
+        if conn is None:
             return None
         atexit.register(self._tell_watch, b"done")
         return conn

@@ -11,7 +11,7 @@ pid and host. If the launcher has not ended this host's other ranks ``GRACE`` se
 later, they are killed (they would wait for the dead one forever). The script ends when
 every rank it watches has gone.
 
-    python rank_watch.py SOCKET '{"program": ..., "size": N, "host": ..., "expected": n}'
+    python rank_watch.py SOCKET '{"program": ..., "size": N, "host": ..., "expected": n, "starter": pid}'
 """
 from __future__ import annotations
 
@@ -52,12 +52,16 @@ def say(text: str) -> None:
 
 def watch(path: str, job: dict) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
+    listener.bind(path + ".new")                 # the socket appears at ``path`` only once it listens:
+    listener.listen(64)                          # a rank that sees it can connect
+    os.rename(path + ".new", path)
     ranks: dict[socket.socket, dict] = {}        # connection -> {"rank", "pid", "said", "buffer"}
     accepted, started, ending_since = 0, time.monotonic(), None
+    starter = job.get("starter")                 # local rank 0, which started this script
     while True:
         waiting = accepted < job["expected"] and time.monotonic() - started < CONNECT_WAIT
+        if waiting and not ranks and starter is not None and not alive(starter):
+            waiting = False                      # the ranks that never connected are not coming
         if not ranks and not waiting:
             break
         readable, _, _ = select.select([listener, *ranks] if waiting else list(ranks), [], [], POLL)
@@ -124,7 +128,7 @@ def main() -> None:
     try:
         watch(path, job)
     finally:
-        for leftover in (path, os.path.dirname(path)):
+        for leftover in (path + ".new", path, os.path.dirname(path)):
             try:
                 os.unlink(leftover) if leftover == path else os.rmdir(leftover)
             except OSError:
