@@ -54,6 +54,14 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay ``fig`` out, write it to ``path`` and close it; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def pictures(*paths) -> list[str]:
     """The paths of the pictures that were written (a drawing function returns None when it drew nothing)."""
     return [str(path) for path in paths if path is not None and Path(path).is_file()]

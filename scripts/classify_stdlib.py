@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, train, write_jsonl
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train, write_jsonl
 
 PACKAGES = ("asyncio", "email", "importlib", "multiprocessing", "tkinter", "unittest", "xml")
 
@@ -82,10 +82,7 @@ def save_f1_chart(report: dict, path: Path) -> Path | None:
     ax.set_ylabel("F1 on held-out files")
     ax.legend(loc="lower right")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

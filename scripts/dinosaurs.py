@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, train
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dinos.txt"
 
@@ -38,10 +38,7 @@ def save_names(names: list[str], known: set[str], path: Path) -> Path | None:
                 color="#1a5c2e" if new else "#999999", family="monospace", fontsize=10, va="center")
     ax.axis("off")
     ax.set_title(f"{sum(n not in known for n in names)} of {len(names)} sampled names are new", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

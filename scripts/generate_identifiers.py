@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, train, write_jsonl
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train, write_jsonl
 
 from seqnet.data import python_stdlib_files  # noqa: E402
 
@@ -107,10 +107,7 @@ def save_chart(per_kind: dict, path: Path) -> Path | None:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("follows the naming convention")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, train
+from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train
 
 from seqnet.data import python_stdlib_files  # noqa: E402
 from seqnet.metrics import entity_scores, token_accuracy  # noqa: E402
@@ -132,10 +132,7 @@ def save_f1_chart(results: dict, path: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("entity F1 (conlleval), test files")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_snippet(lines: list[str], gold: list[list[str]], pred: list[list[str]], path: Path) -> Path | None:

@@ -157,7 +157,7 @@ def test_data_problems_are_reported(tmp_path, capsys):
     with pytest.warns(SeqnetWarning) as caught:
         summary = train("tag", tmp_path / "r3", 2, data=str(conll), valid=str(odd), hidden=4, embed=4)
     err = "\n".join(str(w.message) for w in caught)
-    assert f"validation: the validation scores rest on only 2 sentences (--valid {odd}; fewer than 20)" in err
+    assert f"validation: the scores rest on only 2 sentences (--valid {odd}; fewer than 20)" in err
     assert "valid.conll:2: I-NUM follows O; scored as the start of a NUM entity" in err
     assert "valid.conll:4: tag 'B-LOC' never seen in training" in err
     assert summary["val_entity_f1"] is not None
@@ -201,7 +201,7 @@ def test_a_small_held_out_split_is_warned_about(tmp_path, kind, writer, what):
     data = writer(tmp_path / "train.data", 60)
     task, said = _create(kind, tmp_path / "small", data=str(data), val_fraction=0.05, hidden=4, embed=4, batch=2)
     assert len(task.valid) == 3                                             # round(0.05 * 60)
-    assert said == [f"validation: the validation scores rest on only 3 {what} (--val-fraction 0.05 of --data {data}; "
+    assert said == [f"validation: the scores rest on only 3 {what} (--val-fraction 0.05 of --data {data}; "
                     f"fewer than {labeled.MIN_VALID_EXAMPLES}); use a larger --val-fraction or a --valid file"]
     task, said = _create(kind, tmp_path / "enough", data=str(data), val_fraction=0.4, hidden=4, embed=4, batch=2)
     assert len(task.valid) == 24 and said == []
@@ -210,14 +210,14 @@ def test_a_small_held_out_split_is_warned_about(tmp_path, kind, writer, what):
     valid = writer(tmp_path / "valid.data", 5, seed=1)
     task, said = _create(kind, tmp_path / "file", data=str(data), valid=str(valid), hidden=4, embed=4, batch=2)
     assert len(task.valid) == 5
-    assert said == [f"validation: the validation scores rest on only 5 {what} (--valid {valid}; fewer than 20); "
+    assert said == [f"validation: the scores rest on only 5 {what} (--valid {valid}; fewer than 20); "
                     "use a larger --valid file"]
     one = writer(tmp_path / "one.data", 1, seed=1)
     _, said = _create(kind, tmp_path / "one", data=str(data), valid=str(one), hidden=4, embed=4, batch=2)
-    assert said == [f"validation: the validation scores rest on only 1 {what[:-1]} (--valid {one}; fewer than 20); "
+    assert said == [f"validation: the scores rest on only 1 {what[:-1]} (--valid {one}; fewer than 20); "
                     "use a larger --valid file"]
     config = TASKS[kind].Config(data=str(data), val_fraction=0.05, hidden=4, embed=4, batch=2).validate()
-    with pytest.warns(SeqnetWarning, match=r"^validation: the validation scores rest on only 3 "):   # as a run sees it
+    with pytest.warns(SeqnetWarning, match=r"^validation: the scores rest on only 3 "):   # as a run sees it
         new_run(kind, config, trainer_config(1), tmp_path / "run", progress=False, log=lambda text: None).close()
 
 
@@ -228,7 +228,7 @@ def test_a_small_held_out_translation_split_is_warned_about(tmp_path):
     task, said = _create("translate", tmp_path / "small", data=str(data), val_fraction=0.25, tokenizer="word",
                          hidden=8, embed=4, batch=2)
     assert len(task.valid) == 15
-    assert said == [f"validation: the validation scores rest on only 15 pairs (--val-fraction 0.25 of --data {data}; "
+    assert said == [f"validation: the scores rest on only 15 pairs (--val-fraction 0.25 of --data {data}; "
                     "fewer than 20); use a larger --val-fraction or a --valid file"]
     task, said = _create("translate", tmp_path / "enough", data=str(data), val_fraction=0.4, tokenizer="word",
                          hidden=8, embed=4, batch=2)

@@ -160,7 +160,7 @@ def warn_if_small_validation(config, valid_count: int, what: str = "examples") -
         source = f"--valid {config.valid}"
         advice = "use a larger --valid file"
     what = what[:-1] if valid_count == 1 and what.endswith("s") else what
-    warnings.warn(f"validation: the validation scores rest on only {valid_count} {what} ({source}; fewer than "
+    warnings.warn(f"validation: the scores rest on only {valid_count} {what} ({source}; fewer than "
                   f"{MIN_VALID_EXAMPLES}); {advice}", SeqnetWarning, stacklevel=3)
 
 
