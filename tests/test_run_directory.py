@@ -321,6 +321,25 @@ def test_a_failed_start_removes_what_it_made(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("task, data", [
+    ("classify", "".join(json.dumps({"text": f"t{k}", "label": "ab"[k % 2]}) + "\n" for k in range(8))),
+    ("translate", "".join(f"s{k}\tt{k}\n" for k in range(8))),
+], ids=["classify", "translate"])
+def test_a_failed_task_start_removes_its_examples_and_the_directory_can_be_used_again(tmp_path, task, data):
+    path = tmp_path / "data.txt"
+    path.write_text(data)
+    out = tmp_path / "run"
+    few = ["--hidden", "8", "--embed", "8", "--steps", "4", "--no-progress"]
+    # --batch larger than the training set: refused after the task kept its examples in the run
+    assert_usage_error(seqnet("train", "--task", task, "--data", path, "--out", out, *few, "--batch", "64"), "--batch")
+    assert not out.exists()
+    out.mkdir()
+    assert_usage_error(seqnet("train", "--task", task, "--data", path, "--out", out, *few, "--batch", "64"), "--batch")
+    assert list(out.iterdir()) == []
+    again = seqnet("train", "--task", task, "--data", path, "--out", out, *few, "--batch", "2")
+    assert again.returncode == 0, again.stderr
+
+
 def test_a_kill_during_corpus_encoding_leaves_a_temporary_the_next_start_removes(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -37,6 +37,8 @@ except ImportError:            # not POSIX: no locking
     fcntl = None
 
 METRICS = "metrics.jsonl"
+# What any start writes before its first checkpoint (an earlier failed start's, too).
+RUN_FILES = frozenset({"tokens.bin", "tokens.bin.json", METRICS, "config.json", "loss.png", "checkpoints"})
 
 
 def _holder(path: Path) -> str:
@@ -55,6 +57,7 @@ class RunDirectory:
         self.path = Path(path)
         self._fd: int | None = None
         self._created: list[Path] = []                # directories this process made, outermost first
+        self._present: set[str] = set()                # what the directory held when this process claimed it
 
     # -- taking hold ------------------------------------------------------------------------
     @classmethod
@@ -80,6 +83,7 @@ class RunDirectory:
             raise RunDirectoryError(f"--out: {run.path} already holds a run; pass --resume to continue it")
         run._check_writable()
         remove_stale_temporaries(run.path)
+        run._present = {entry.name for entry in run.path.iterdir()} - {RUN_MARKER}
         return run
 
     def _foreign_entries(self) -> list[str]:
@@ -189,17 +193,23 @@ class RunDirectory:
             self._fd = None
 
     def abandon(self) -> None:
-        """A start that failed before its first checkpoint: remove what it created, release the lock.
-        (Nothing is removed if another writer has taken the directory meanwhile.)"""
+        """A start that failed before its first checkpoint: remove what it created (every entry that
+        was not there when it claimed the directory, whichever task wrote it, and a failed start's
+        :data:`RUN_FILES`), release the lock. (Nothing is removed if another writer has taken the
+        directory meanwhile.)"""
         try:
             self.acquire()
         except RunDirectoryError:
             return
         if not has_checkpoint(self.path):
-            for name in ("tokens.bin", "tokens.bin.json", METRICS, "config.json", "loss.png"):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.path / name).unlink()
-            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+            for entry in list(self.path.iterdir()):
+                if entry.name == RUN_MARKER or (entry.name in self._present and entry.name not in RUN_FILES):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
             remove_stale_temporaries(self.path)
             self.release()
             with contextlib.suppress(FileNotFoundError):
