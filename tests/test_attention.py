@@ -126,6 +126,33 @@ def test_attention_misuse():
             layer.memory(backend.asarray(np.zeros((S, B, 4)), "float64"), np.array([0, 5, 5]))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_backprop_misuse_is_refused_before_the_tape_is_consumed(xb, kind):
+    from seqnet.errors import DTypeError
+    from seqnet.layers import MemoryGrad
+
+    hq, hk = _sizes(kind)
+    layer = Attention(kind, hq, hk, hidden_size=A, seed=1)
+    values, query, R, Q = _inputs(kind, None)
+    memory, memory_back = layer.memory(xb.asarray(values, "float32"), xb.asarray(LENGTHS, "int64"))   # device lengths
+    with pytest.raises(ConfigError, match=r"^memory: expected a seqnet.layers.Memory \(from Attention.memory"):
+        layer(xb.asarray(query, "float32"), memory.values)
+    (out, weights), back = layer.forward(xb.asarray(query, "float32"), memory)
+    with pytest.raises(ShapeError, match=r"^d_weights: expected the shape of the weights \(3, 5\), received \(3, 2\)$"):
+        back(xb.asarray(R, "float32"), xb.asarray(Q[:, :2], "float32"))
+    if xb.supports_float64:
+        with pytest.raises(DTypeError, match=r"^d_weights: expected dtype float32, received a float64 array$"):
+            back(xb.asarray(R, "float32"), xb.asarray(Q, "float64"))
+    d_query, d_memory = back(xb.asarray(R, "float32"), xb.asarray(Q, "float32"))
+    assert xb.owns(d_query) and isinstance(d_memory, MemoryGrad)
+    with pytest.raises(ConfigError, match=r"^d_memory: expected a seqnet.layers.MemoryGrad .*received a "):
+        memory_back(d_memory.values)
+    with pytest.raises(ShapeError, match=r"^d_memory.values: expected the shape of the memory's values \(3, 5, 4\)"):
+        memory_back(MemoryGrad(d_memory.values[:, :2, :], d_memory.keys))
+    d_values = memory_back(d_memory)
+    assert tuple(d_values.shape) == values.shape
+
+
 # --------------------------------------------------------------------------- PyTorch
 
 

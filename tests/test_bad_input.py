@@ -274,3 +274,8 @@ def test_d_out_wrong_dtype_and_d_h_n_wrong_shape():
         backprop(np.ones(out.shape), None)
     with pytest.raises(ShapeError, match=r"d_h_n: expected shape \(2, 3, 2\)"):
         backprop(None, np.ones((1, B, H), np.float32))
+
+
+def test_bool_x_is_described_as_a_bool_array(rnn):
+    with pytest.raises(DTypeError, match=r"^x: expected dtype float32, received a bool array$"):
+        rnn(np.ones((T, B, I), dtype=bool))

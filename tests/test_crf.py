@@ -130,7 +130,7 @@ def test_misuse_is_refused_with_clear_messages():
     e = np.asarray(emissions)
     with pytest.raises(ShapeError, match=r"emissions: expected \(T, B, 3\)"):
         crf.log_partition(np.zeros((T, 2, 4)))
-    with pytest.raises(ConfigError, match=r"tags: expected token ids in \[0, 3\)"):
+    with pytest.raises(ConfigError, match=r"tags: expected tag ids in \[0, 3\) \(num_tags is 3\)"):
         crf.forward(e, np.full((T, 4), 5), LENGTHS)
     with pytest.raises(ShapeError, match=r"tags: expected shape \(4, 4\)"):
         crf.forward(e, tags[:2], LENGTHS)
@@ -140,3 +140,16 @@ def test_misuse_is_refused_with_clear_messages():
     backprop()
     with pytest.raises(TapeConsumedError):
         backprop()
+
+
+def test_backprop_checks_d_loss_before_consuming_the_tape(xb):
+    crf = LinearChainCRF(K, dtype=_dtype(xb))
+    emissions, tags = _problem()
+    loss, backprop = crf.forward(xb.asarray(emissions, _dtype(xb)), xb.asarray(tags, "int64"), LENGTHS)
+    for bad in ("x", xb.asarray(np.ones(2), _dtype(xb)), None):
+        with pytest.raises(ConfigError, match=rf"^d_loss: expected a number or a 0-d {_dtype(xb)} array on "):
+            backprop(bad)
+    d_emissions = backprop(xb.asarray(2.0, _dtype(xb)))
+    assert tuple(d_emissions.shape) == emissions.shape
+    with pytest.raises(TapeConsumedError):
+        backprop(1.0)

@@ -356,3 +356,66 @@ def test_carried_state_continues_the_sequence(xb64, cell):
     # without the state the second half is a different computation
     fresh, _ = model.loss(_ids(xb64, inputs[second]), _ids(xb64, targets[second]))
     assert abs(float(to_numpy(fresh)) - float(to_numpy(loss2))) > 1e-9
+
+
+# --------------------------------------------------------------------------- misuse
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint8", "int32"])
+def test_every_integer_dtype_of_token_ids_gives_the_int64_result(xb, dtype, input_projection):
+    model = LanguageModel(V, embed_size=E, hidden_size=H, seed=0)
+    ids, targets = _batch()
+    expected, _ = model(_ids(xb, ids))
+    assert_close(xb, model(xb.asarray(ids.astype(dtype), dtype))[0], expected, rtol=1e-6, atol=1e-6)
+    loss, _ = model.loss(xb.asarray(ids.astype(dtype), dtype), xb.asarray(targets.astype(dtype), dtype))
+    assert_close(xb, loss, model.loss(_ids(xb, ids), _ids(xb, targets))[0], rtol=1e-6, atol=1e-6)
+
+
+def test_loss_mask_is_checked_and_masked_targets_are_not_read(xb):
+    from seqnet.errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
+
+    model = LanguageModel(7, embed_size=4, hidden_size=4, seed=0)
+    ids = _ids(xb, [[1, 2], [3, 4], [5, 6]])
+    refused = [(xb.asarray(np.ones(2, bool)), ShapeError, r"^mask: expected a bool array of the shape of targets "
+                r"\(3, 2\), received shape \(2,\)$"),
+               (xb.asarray(np.ones((2, 2), bool)), ShapeError, r"received shape \(2, 2\)$"),
+               (_ids(xb, np.ones((3, 2))), DTypeError, r"^mask: expected dtype bool, received an integer int64 array$"),
+               ([[True, True]] * 3, BackendMismatchError, r"^mask: expected a .* array")]
+    if xb.name != "numpy":
+        refused.append((np.ones((3, 2), bool), BackendMismatchError, r"^mask: expected a .* array"))
+    for mask, error, message in refused:
+        for call in (model.loss_and_grads, model.loss):
+            with pytest.raises(error, match=message):
+                call(ids, ids, mask=mask)
+    mask = np.ones((3, 2), bool)
+    mask[0, 0] = mask[2, 1] = False
+    padded = np.array([[-100, 2], [3, 4], [5, 99]])
+    loss, _ = model.loss(ids, _ids(xb, padded), mask=xb.asarray(mask))
+    logits = to_numpy(model(ids)[0]).astype(np.float64)
+    expected = _ce_oracle(logits, np.where(mask, padded, 0), mask)
+    assert abs(float(to_numpy(loss)) - expected) < 1e-5
+    assert abs(float(to_numpy(model.loss_and_grads(ids, _ids(xb, padded), mask=xb.asarray(mask))[0])) - expected) < 1e-5
+    with pytest.raises(ConfigError, match=r"^targets: expected token ids in \[0, 7\) \(the vocabulary size is 7\), "
+                                          r"received values in \[2, 9\] where mask is True$"):
+        model.loss(ids, _ids(xb, np.where(padded == 3, 9, padded)), mask=xb.asarray(mask))
+
+
+def test_empty_token_batches_are_reported_in_the_callers_shape():
+    from seqnet.errors import ShapeError
+
+    model = LanguageModel(7, embed_size=4, hidden_size=4, seed=0)
+    for shape in ((3, 0), (0, 2)):
+        message = rf"^ids: expected at least one timestep and one batch row \(T, B\) of token ids, received shape " \
+                  rf"\({shape[0]}, {shape[1]}\)$"
+        with pytest.raises(ShapeError, match=message):
+            model(np.zeros(shape, np.int64))
+
+
+def test_cross_entropy_backprop_checks_its_upstream_gradient(xb):
+    from seqnet.errors import ConfigError
+
+    loss, backprop = softmax_cross_entropy(xb.asarray(np.zeros((2, 3)), "float32"), _ids(xb, [0, 1]), xp=xb.xp)
+    for bad in ("x", xb.asarray(np.ones(2), "float32"), True):
+        with pytest.raises(ConfigError, match=r"^d_loss: expected a number or a 0-d float32 array"):
+            backprop(bad)
+    assert_close(xb, backprop(2.0), (np.full((2, 3), 1 / 3) - np.eye(3)[[0, 1]]) * 2.0 / 2, atol=1e-6)

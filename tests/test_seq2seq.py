@@ -252,7 +252,7 @@ def test_model_misuse():
         model.translate(np.array([4, 5]))
     with seqnet.backend("numpy") as backend:
         src, _, tgt_in, _, _ = _device(model, backend)
-        with pytest.raises(ConfigError, match=r"src_lengths: every length must lie in 1..4 \(S\), received \[5, 2, 3\]"):
+        with pytest.raises(ConfigError, match=r"src_lengths: every length must lie in 1..4 \(S\), received \[5\]"):
             model(src, np.array([5, 2, 3]), tgt_in)
 
 
@@ -369,3 +369,22 @@ def test_translate_refuses_lengths_it_cannot_meet_and_settings_it_would_ignore()
         assert sorted(result.tokens[0].tolist()) == [4, 5, 6, 7]                # each once, then only <EOS> is left
     with pytest.raises(ConfigError, match=r"^block_ngram: expected an integer >= 0, received -1"):
         model.translate(sources, block_ngram=-1)
+
+
+@pytest.mark.parametrize("input_feed", [True, False], ids=["input-feed", "whole"])
+def test_source_lengths_as_backend_arrays_and_the_loss_mask_are_checked(xb, input_feed):
+    from seqnet.errors import DTypeError, ShapeError
+
+    model = _model(input_feed=input_feed, dtype="float32")
+    src, lengths, tgt_in, tgt_out, mask = _device(model, xb)
+    host_loss = float(to_numpy(model.loss(src, lengths, tgt_in, tgt_out, mask)))
+    device_lengths = xb.asarray(lengths, "int64")                        # on the model's device: read to the host
+    assert abs(float(to_numpy(model.loss_and_grads(src, device_lengths, tgt_in, tgt_out, mask))) - host_loss) < 1e-6
+    with pytest.raises(ShapeError, match=r"^src_lengths: expected one length per batch row, shape \(3,\), received "
+                                         r"shape \(2,\)$"):
+        model.loss(src, xb.asarray(lengths[:2], "int64"), tgt_in, tgt_out, mask)
+    with pytest.raises(DTypeError, match=r"^mask: expected dtype bool, received an integer int64 array$"):
+        model.loss_and_grads(src, lengths, tgt_in, tgt_out, xb.asarray(to_numpy(mask), "int64"))
+    padded = np.where(to_numpy(mask), to_numpy(tgt_out), -100)           # padded targets are not read
+    masked = float(to_numpy(model.loss(src, lengths, tgt_in, xb.asarray(padded, "int64"), mask)))
+    assert abs(masked - host_loss) < 1e-6

@@ -167,7 +167,7 @@ def test_models_refuse_misuse():
     with pytest.raises(ConfigError, match="num_conditions, condition_size: give exactly one"):
         ConditionalGenerator(4)
     model = SequenceClassifier(2, vocab_size=4, hidden_size=2)
-    with pytest.raises(ConfigError, match=r"targets: expected token ids in \[0, 2\)"):
+    with pytest.raises(ConfigError, match=r"targets: expected class ids in \[0, 2\) \(num_classes is 2\)"):
         model.loss_and_grads(np.zeros((3, 2), dtype=np.int64), np.array([0, 2]))
     with pytest.raises(ShapeError, match=r"targets: expected one class id per row, shape \(2,\)"):
         model.loss_and_grads(np.zeros((3, 2), dtype=np.int64), np.array([0]))
@@ -175,7 +175,7 @@ def test_models_refuse_misuse():
     with pytest.raises(ShapeError, match=r"tags: expected shape \(3, 2\)"):
         tagger.loss_and_grads(np.zeros((3, 2), dtype=np.int64), np.zeros((2, 2), dtype=np.int64))
     gen = ConditionalGenerator(5, num_conditions=2, hidden_size=2)
-    with pytest.raises(ConfigError, match=r"condition: expected token ids in \[0, 2\)"):
+    with pytest.raises(ConfigError, match=r"condition: expected condition ids in \[0, 2\) \(num_conditions is 2\)"):
         gen.generate([3])
     for cond in ("1", "upper"):                               # not the condition id 1, not a raw ValueError
         with pytest.raises(ConfigError, match=r"^cond: expected host condition ids \(N,\), received a str$"):
@@ -188,3 +188,60 @@ def test_models_refuse_misuse():
                                           r"dtype <U1$"):
         features.generate(["a", "b", "c"])
     assert len(features.generate([[0.0, 1.0, 2.0]], max_length=2)) == 1
+
+
+@pytest.mark.parametrize("bad", [2.0, -1.0, float("nan"), 0.5])
+def test_multi_label_targets_other_than_0_and_1_are_refused(xb, bad):
+    model = SequenceClassifier(3, vocab_size=V, hidden_size=2, multi_label=True, seed=0)
+    targets = np.zeros((B, 3))
+    targets[1, 2] = bad
+    x = _ids(xb, np.random.default_rng(0), (T, B), V)
+    for call in (model.loss_and_grads, model.loss):
+        with pytest.raises(ConfigError, match=rf"^targets: expected 0/1 labels \(multi_label\), received other values "
+                                              rf"such as \[{bad}\]$"):
+            call(x, xb.asarray(targets, "float32"))
+
+
+@pytest.mark.parametrize("model", ["classifier", "tagger"])
+def test_a_wrong_upstream_gradient_leaves_the_tape_for_a_corrected_call(xb, model):
+    rng = np.random.default_rng(0)
+    x = _ids(xb, rng, (T, B), V)
+    if model == "classifier":
+        layer, name, shape = SequenceClassifier(3, vocab_size=V, hidden_size=2, seed=0), "d_logits", (B, 3)
+    else:
+        layer, name, shape = SequenceTagger(3, vocab_size=V, hidden_size=2, seed=0), "d_emissions", (T, B, 3)
+    out, backprop = layer.forward(x)
+    with pytest.raises(ShapeError, match=rf"^{name}: expected the shape of the (logits|emissions) "
+                                         rf"\({', '.join(map(str, shape))},?\), received \(2, 5\)$"):
+        backprop(xb.asarray(np.ones((2, 5)), "float32"))
+    assert backprop(xb.asarray(np.ones(shape), "float32")) is None
+    assert float(np.abs(to_numpy(layer.grads["head.bias"])).sum()) > 0
+
+
+def test_empty_inputs_and_conditions_are_named_in_the_callers_terms():
+    tagger = SequenceTagger(2, vocab_size=4, hidden_size=2)
+    with pytest.raises(ShapeError, match=r"^x: expected at least one timestep and one batch row \(T, B\) of token "
+                                         r"ids, received shape \(3, 0\)$"):
+        tagger(np.zeros((3, 0), dtype=np.int64))
+    gen = ConditionalGenerator(5, num_conditions=2, hidden_size=2)
+    with pytest.raises(ConfigError, match=r"^cond: expected host condition ids \(N,\) with at least one condition, "
+                                          r"received an empty list \(shape \(0,\)\)$"):
+        gen.generate([])
+    tags = np.full((3, 2), 2)
+    with pytest.raises(ConfigError, match=r"^tags: expected tag ids in \[0, 2\) \(num_tags is 2\), received values "
+                                          r"in \[2, 2\]$"):
+        tagger.loss_and_grads(np.zeros((3, 2), dtype=np.int64), tags)
+
+
+def test_generator_mask_is_checked_and_masked_targets_are_not_read(xb):
+    gen = ConditionalGenerator(5, num_conditions=2, hidden_size=2, seed=0)
+    ids, cond = _ids(xb, np.random.default_rng(0), (T, B), 5), _ids(xb, np.random.default_rng(1), (B,), 2)
+    with pytest.raises(ShapeError, match=r"^mask: expected a bool array of the shape of targets \(4, 3\), received "
+                                         r"shape \(3,\)$"):
+        gen.loss_and_grads(ids, ids, cond, xb.asarray(np.ones(B, bool)))
+    mask = np.ones((T, B), bool)
+    mask[-1, :] = False
+    padded = np.where(mask, to_numpy(ids), -100)
+    full = float(to_numpy(gen.loss(ids, ids, cond, xb.asarray(mask))))
+    masked = float(to_numpy(gen.loss(ids, xb.asarray(padded, "int64"), cond, xb.asarray(mask))))
+    assert abs(masked - full) < 1e-6

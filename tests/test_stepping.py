@@ -171,3 +171,23 @@ def test_stepping_misuse_is_refused():
         run.end_backward()
         with pytest.raises(RuntimeError, match="already called"):
             run.begin_backward()
+
+
+def test_refused_backward_calls_leave_the_run_usable(xb):
+    from seqnet.errors import TapeConsumedError
+
+    layer = seqnet.LSTM(I, H, seed=0)
+    run = layer.steps(B, training=True)
+    with pytest.raises(ConfigError, match=r"^begin_backward: no step was run; call step\(x\) first$"):
+        run.begin_backward()
+    run.step(xb.asarray(np.ones((B, I)), "float32"))
+    with pytest.raises(ShapeError, match=r"^d_h_n\[0\]: expected shape \(1, 3, 2\)"):
+        run.begin_backward((xb.asarray(np.ones((1, 2, H)), "float32"), None))
+    run.begin_backward()                                  # neither refusal consumed the run
+    run.backstep(xb.asarray(np.ones((B, H)), "float32"))
+    run.end_backward()
+    for call in (run.end_backward, lambda: run.backstep(xb.asarray(np.ones((B, H)), "float32"))):
+        with pytest.raises(TapeConsumedError, match=r"^RecurrentSteps end_backward: already called"):
+            call()
+    with pytest.raises(ConfigError, match="backward has begun"):
+        run.step(xb.asarray(np.ones((B, I)), "float32"))

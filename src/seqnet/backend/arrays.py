@@ -39,6 +39,6 @@ def check_array(backend: Backend, x: Any, name: str, *, ndim: int | None = None,
     if dtype is not None:
         want, got = _dtype_to_name(dtype), _dtype_to_name(x.dtype)
         if want != got:
-            kind = "an integer" if got.startswith(("int", "uint", "bool")) else "a"
+            kind = "an integer" if got.startswith(("int", "uint")) else "a"
             raise DTypeError(f"{name}: expected dtype {want}, received {kind} {got} array")
     return x

@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_array
+from ..backend import check_array, describe_array
 from ..errors import ConfigError, ShapeError, check_positive_int
 from .base import BackpropOnce, Layer
 from .linear import Linear
+from .masks import check_lengths
 
 ATTENTION_TYPES = ("none", "bahdanau", "dot", "general")
 
@@ -135,12 +136,25 @@ class Attention(Layer):
         elif self.kind == "bahdanau":
             keys, keys_back = self.linear_memory.forward(batch_major)         # U k: (B, S, A)
         guard = BackpropOnce("Attention memory backprop")
+        keys_shape = None if keys is None else tuple(keys.shape)
 
         def backprop(d_memory: MemoryGrad):
+            guard.check()
+            if not isinstance(d_memory, MemoryGrad):
+                raise ConfigError(f"d_memory: expected a seqnet.layers.MemoryGrad (the sum of the attention steps' "
+                                  f"memory gradients), received {describe_array(d_memory)}")
+            d_values = guard.check_grad(backend, d_memory.values, "d_memory.values", tuple(batch_major.shape),
+                                        self.dtype_name, of="the memory's values")
+            d_keys = d_memory.keys
+            if d_keys is not None and keys_shape is None:
+                raise ConfigError(f"d_memory.keys: expected None ({self.kind!r} attention's memory has no keys), "
+                                  f"received {describe_array(d_keys)}")
+            if d_keys is not None:
+                d_keys = guard.check_grad(backend, d_keys, "d_memory.keys", keys_shape, self.dtype_name,
+                                          of="the memory's keys")
             guard.consume()
-            d_values = d_memory.values
-            if keys_back is not None and d_memory.keys is not None:
-                d_values = d_values + keys_back(d_memory.keys)
+            if d_keys is not None:
+                d_values = d_values + keys_back(d_keys)
             return xp.permute_dims(d_values, (1, 0, 2))
 
         return Memory(batch_major, keys, mask), backprop
@@ -148,12 +162,7 @@ class Attention(Layer):
     def _mask(self, lengths, steps: int, batch: int):
         if lengths is None:
             return None
-        host = np.asarray(lengths)
-        if host.dtype.kind not in "iu" or host.shape != (batch,):
-            raise ShapeError(f"lengths: expected ({batch},) integers (one per source), received "
-                             f"{host.dtype} shape {host.shape}")
-        if np.any(host < 1) or np.any(host > steps):
-            raise ConfigError(f"lengths: every length must lie in 1..{steps} (S), received {host.tolist()}")
+        host = check_lengths(lengths, batch, steps, steps_name="S")
         if np.all(host == steps):
             return None
         return self.backend.asarray((np.arange(steps)[None, :] < host[:, None])[:, None, :])
@@ -169,6 +178,7 @@ class Attention(Layer):
         -> (d_query, MemoryGrad)); the leading T axis is there when the query has it."""
         backend, xp = self.backend, self.backend.xp
         query = check_array(backend, query, "query", dtype=self.dtype_name)
+        self._check_memory(memory)
         one_step = query.ndim == 2
         batch = memory.values.shape[0]
         if query.ndim not in (2, 3) or query.shape[-1] != self.query_size or query.shape[-2] != batch:
@@ -189,11 +199,10 @@ class Attention(Layer):
             return a[:, 0, :] if one_step else xp.permute_dims(a, (1, 0, 2))
 
         def backprop(d_out, d_weights=None):
-            guard.check()
-            d_out = check_array(backend, d_out, "d_out", dtype=self.dtype_name)
-            if tuple(d_out.shape) != tuple(shaped(out).shape):
-                raise ShapeError(f"d_out: expected the shape of out {tuple(shaped(out).shape)}, "
-                                 f"received {tuple(d_out.shape)}")
+            d_out = guard.check_grad(backend, d_out, "d_out", tuple(shaped(out).shape), self.dtype_name, of="out")
+            if d_weights is not None:
+                d_weights = guard.check_grad(backend, d_weights, "d_weights", tuple(shaped(weights).shape),
+                                             self.dtype_name, of="the weights")
             guard.consume()
             d_out = d_out[:, None, :] if one_step else xp.permute_dims(d_out, (1, 0, 2))
             d_cat = out_back(d_out * (1 - out * out))
@@ -211,6 +220,17 @@ class Attention(Layer):
             return shaped(d_q), MemoryGrad(d_values, d_keys)
 
         return (shaped(out), shaped(weights)), backprop
+
+    def _check_memory(self, memory) -> None:
+        """``memory`` must be what :meth:`memory` of an attention of this kind and sizes returned."""
+        if not isinstance(memory, Memory):
+            raise ConfigError(f"memory: expected a seqnet.layers.Memory (from Attention.memory(values, lengths)), "
+                              f"received {describe_array(memory)}")
+        values = check_array(self.backend, memory.values, "memory.values", ndim=3, dtype=self.dtype_name)
+        if values.shape[-1] != self.memory_size or (memory.keys is None) != (self.kind == "dot"):
+            keys = "no keys" if memory.keys is None else f"keys of shape {tuple(memory.keys.shape)}"
+            raise ShapeError(f"memory: expected the memory of a {self.kind!r} attention with memory_size "
+                             f"{self.memory_size}, received values of shape {tuple(values.shape)} and {keys}")
 
     def _scores(self, q, memory: Memory):
         """q (B, T, Hq) -> (scores (B, T, S), backprop(d_scores) -> (d_q, d_score_keys))."""

@@ -84,15 +84,21 @@ class BackpropOnce:
         self.check()
         self.used = True
 
-    def accept(self, backend, upstream, name: str, shape: tuple, dtype, of: str):
-        """Check a backprop closure's one upstream gradient (``name``: an array of ``backend``
-        with ``dtype`` and the ``shape`` of ``of``), then consume the tape; returns it."""
+    def check_grad(self, backend, upstream, name: str, shape: tuple, dtype, of: str):
+        """Check one upstream gradient (``name``: an array of ``backend`` with ``dtype`` and the
+        ``shape`` of ``of``) without consuming the tape; returns it. For a closure of several."""
         from ..backend import check_array
 
         self.check()
         upstream = check_array(backend, upstream, name, dtype=dtype)
         if tuple(upstream.shape) != tuple(shape):
             raise ShapeError(f"{name}: expected the shape of {of} {tuple(shape)}, received {tuple(upstream.shape)}")
+        return upstream
+
+    def accept(self, backend, upstream, name: str, shape: tuple, dtype, of: str):
+        """Check a backprop closure's one upstream gradient (see :meth:`check_grad`), then consume
+        the tape; returns it."""
+        upstream = self.check_grad(backend, upstream, name, shape, dtype, of)
         self.consume()
         return upstream
 

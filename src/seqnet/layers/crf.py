@@ -23,7 +23,8 @@ from ..backend import check_array, to_numpy
 from ..errors import ShapeError, check_positive_int
 from .base import BackpropOnce, Layer
 from .embedding import check_token_ids
-from .masks import check_lengths, step_mask
+from .loss import check_d_loss
+from .masks import check_lengths, check_steps_and_rows, step_mask
 
 
 class LinearChainCRF(Layer):
@@ -45,8 +46,7 @@ class LinearChainCRF(Layer):
             raise ShapeError(f"emissions: expected (T, B, {self.num_tags}) (num_tags last), "
                              f"received shape {tuple(emissions.shape)}")
         steps, batch = emissions.shape[0], emissions.shape[1]
-        if steps < 1 or batch < 1:
-            raise ShapeError(f"emissions: expected at least one step and one row, received shape {tuple(emissions.shape)}")
+        check_steps_and_rows("emissions", tuple(emissions.shape))
         host_lengths = check_lengths(lengths, batch, steps)
         return emissions, host_lengths, step_mask(self.backend, host_lengths, steps)
 
@@ -57,7 +57,7 @@ class LinearChainCRF(Layer):
         xp = self.backend.xp
         if "int" in self.backend.dtype_name(tags.dtype):
             tags = xp.where(mask, xp.astype(tags, xp.int64), 0)            # padded steps are not read
-        return check_token_ids(self.backend, tags, "tags", self.num_tags)
+        return check_token_ids(self.backend, tags, "tags", self.num_tags, what="tag ids", size="num_tags")
 
     def _weights(self):
         p = self._params
@@ -108,6 +108,8 @@ class LinearChainCRF(Layer):
         guard = BackpropOnce("LinearChainCRF backprop")
 
         def backprop(d_loss=1.0):
+            guard.check()
+            d_loss = check_d_loss(d_loss, loss)
             guard.consume()
             unary, pairwise, first, last = kernels.kernel(self.backend, "crf_marginals")(
                 emissions, mask, end, trans, log_z, alphas, xp=xp)

@@ -9,23 +9,37 @@ from .. import kernels
 from ..backend import check_array
 from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
 from .base import BackpropOnce, Layer
+from .masks import check_steps_and_rows
 
 
-def check_token_ids(backend, ids, name: str, vocab_size: int, *, ndim: int | None = None):
-    """``ids`` must be an integer array of ``backend`` with values in [0, vocab_size).
+def check_token_ids(backend, ids, name: str, vocab_size: int, *, ndim: int | None = None, mask=None,
+                    what: str = "token ids", size: str = "the vocabulary size"):
+    """``ids`` must be an integer array of ``backend`` with values in [0, vocab_size); returned
+    with an index dtype every backend takes (int8, int16, uint8 ... become int64).
 
+    ``ndim`` 2 is a time-major batch (T, B): it needs one step and one row. ``mask`` (a
+    checked bool array of ids' shape): only ids where it is True are range-checked.
+    ``what`` names the ids ("class ids") and ``size`` their bound ("num_classes") in errors.
     The range check reads one boolean back from the device (one synchronisation per call).
     """
     ids = check_array(backend, ids, name, ndim=ndim)
     dtype = backend.dtype_name(ids.dtype)
     if "int" not in dtype:
-        raise DTypeError(f"{name}: expected an integer array of token ids, received dtype {dtype}")
+        raise DTypeError(f"{name}: expected an integer array of {what}, received dtype {dtype}")
+    if ndim == 2:
+        check_steps_and_rows(name, tuple(ids.shape), f" (T, B) of {what}")
     xp = backend.xp
-    if bool(xp.any((ids < 0) | (ids >= vocab_size))):
-        low, high = int(xp.min(ids)), int(xp.max(ids))
-        raise ConfigError(f"{name}: expected token ids in [0, {vocab_size}) (the vocabulary size is {vocab_size}), "
-                          f"received values in [{low}, {high}]")
-    return ids
+    bad = (ids < 0) | (ids >= vocab_size)
+    if mask is not None:
+        bad = bad & mask
+    if bool(xp.any(bad)):
+        read = ids if mask is None else xp.where(mask, ids, xp.max(ids))        # masked ids do not lower the minimum
+        low = int(xp.min(read))
+        high = int(xp.max(ids if mask is None else xp.where(mask, ids, xp.min(ids))))
+        where = "" if mask is None else " where mask is True"
+        raise ConfigError(f"{name}: expected {what} in [0, {vocab_size}) ({size} is {vocab_size}), "
+                          f"received values in [{low}, {high}]{where}")
+    return ids if dtype in ("int32", "int64") else xp.astype(ids, xp.int64)
 
 
 class Embedding(Layer):

@@ -1,14 +1,43 @@
 """Losses over logits: softmax cross-entropy (optionally class-weighted) and sigmoid binary cross-entropy."""
 from __future__ import annotations
 
-from ..errors import ConfigError, ShapeError
+from ..backend.registry import _array_library, _device_of, _dtype_to_name, _same_device, describe_array
+from ..backend import check_array
+from ..errors import ConfigError, DTypeError, ShapeError
+from .embedding import check_token_ids
+from .masks import check_mask
+
+
+def check_d_loss(d_loss, loss):
+    """The upstream gradient of a scalar ``loss``: a Python number (returned as a float) or a
+    0-d array of the loss's library, device and dtype. Anything else is refused, naming ``d_loss``."""
+    if isinstance(d_loss, (int, float)) and not isinstance(d_loss, bool):
+        return float(d_loss)
+    expected = (f"a number or a 0-d {_dtype_to_name(loss.dtype)} array on {_device_of(loss)!s} "
+                f"(the gradient of the loss)")
+    lib = _array_library(d_loss)
+    if lib != _array_library(loss) or not _same_device(_device_of(d_loss), _device_of(loss)) or d_loss.ndim != 0:
+        raise ConfigError(f"d_loss: expected {expected}, received {describe_array(d_loss)}")
+    if _dtype_to_name(d_loss.dtype) != _dtype_to_name(loss.dtype):
+        raise DTypeError(f"d_loss: expected {expected}, received {describe_array(d_loss)}")
+    return d_loss
+
+
+def check_target_ids(backend, targets, vocab_size: int, mask=None, name: str = "targets"):
+    """(targets, mask) of a sequence model's loss: ids (T, B) of ``backend`` and None or a
+    bool mask of their shape (:func:`seqnet.layers.masks.check_mask`); only the targets where
+    the mask is True are range-checked (padding may hold anything, e.g. -100)."""
+    shape = tuple(check_array(backend, targets, name).shape)
+    mask = check_mask(backend, mask, shape, of=name)
+    return check_token_ids(backend, targets, name, vocab_size, ndim=2, mask=mask), mask
 
 
 def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None):
     """Mean negative log-likelihood of ``targets`` under softmax(``logits``).
 
-    logits: (..., V) float; targets: (...) integer ids; mask: None or (...) bool, False at
-    padded positions, where targets may hold anything (they are not read). Returns (loss, a
+    logits: (..., V) float; targets: (...) integer ids; mask: None or (...) bool on the logits'
+    device (checked by the caller: :func:`check_target_ids`), False at padded positions, where
+    targets may hold anything (they are not read). Returns (loss, a
     0-d array on the logits' device; backprop() -> dlogits (..., V)). Stable: log-softmax is
     computed as z - logsumexp(z) with z = logits - max(logits). Targets outside [0, V) are an
     error (checked with one boolean read back from the device).
@@ -49,6 +78,7 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None)
 
     def backprop(d_loss=1.0):
         """dL/dlogits = (softmax - one_hot(targets)) * weight * d_loss / count, zero where masked."""
+        d_loss = check_d_loss(d_loss, loss)
         classes = xp.arange(vocab, dtype=xp.int64, device=logits.device)
         one_hot = xp.astype(targets[..., None] == classes, logits.dtype)
         grad = (exp_z / sum_exp - one_hot) * (d_loss / count)
@@ -76,6 +106,7 @@ def sigmoid_binary_cross_entropy(logits, targets, *, xp):
     loss = xp.sum(xp.maximum(logits, 0.0) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))) / count
 
     def backprop(d_loss=1.0):
+        d_loss = check_d_loss(d_loss, loss)
         return (0.5 * (xp.tanh(0.5 * logits) + 1.0) - targets) * (d_loss / count)
 
     return loss, backprop

@@ -33,7 +33,7 @@ from ..kernels.time_loop import UnitParams
 from .base import BackpropOnce, Layer
 from .dropout import check_dropout, dropout_mask
 from .embedding import check_token_ids
-from .masks import check_lengths
+from .masks import check_lengths, check_steps_and_rows
 
 INITS = ("uniform", "orthogonal")
 _SUFFIX = re.compile(r"_l\d+(_reverse)?$")
@@ -183,8 +183,7 @@ class Recurrent(Layer):
             x = self._check_ids_and_table(x, input_table)
         if self.batch_first:
             x = xp.permute_dims(x, (1, 0) + tuple(range(2, x.ndim)))
-        if x.shape[0] < 1 or x.shape[1] < 1:
-            raise ShapeError(f"x: expected at least one timestep and one batch row, received shape {tuple(x.shape)}")
+        check_steps_and_rows("x", tuple(x.shape))
         return x
 
     def _check_ids_and_table(self, ids, table):
@@ -452,7 +451,9 @@ class RecurrentSteps:
         self._masks: list = []
         self._backward = None                 # per layer: [d_raw per step (latest first), summed projection grads]
         self._walked = 0
-        self._guard = BackpropOnce("RecurrentSteps backward")
+        self._steps = 0
+        self._guard = BackpropOnce("RecurrentSteps begin_backward")
+        self._end_guard = BackpropOnce("RecurrentSteps end_backward")
 
     @property
     def h_n(self):
@@ -461,7 +462,7 @@ class RecurrentSteps:
 
     @property
     def num_steps(self) -> int:
-        return len(self._records)
+        return self._steps
 
     def _mask(self, t: int):
         if self._lengths is None or np.all(self._lengths > t):
@@ -471,7 +472,7 @@ class RecurrentSteps:
     def step(self, x):
         """x (B, I) -> the top layer's output at this step (B, H), zero where a row is past its length."""
         layer, xp = self.layer, self.layer.backend.xp
-        if self._backward is not None:
+        if self._guard.used:
             raise ConfigError("step: backward has begun; make a new run with Recurrent.steps()")
         x = check_array(layer.backend, x, "x", ndim=2, dtype=layer.dtype_name)
         if tuple(x.shape) != (self.batch, layer.input_size):
@@ -491,14 +492,16 @@ class RecurrentSteps:
                 h = xp.where(mask, h, 0.0)
         self._records.append(records)
         self._masks.append(mask)
+        self._steps += 1
         return h
 
     def begin_backward(self, d_h_n=None) -> None:
         """Start walking back: d_h_n like :attr:`h_n` (None: no gradient on the final state)."""
-        self._guard.consume()
-        if not self._records:
-            raise ConfigError("begin_backward: no step was run")
+        self._guard.check()
+        if not self._steps:
+            raise ConfigError("begin_backward: no step was run; call step(x) first")
         d_finals = self.layer._split_state(d_h_n, self.batch, "d_h_n")
+        self._guard.consume()
         for scan, d_final in zip(self._scans, d_finals):
             scan.begin_backward(d_final)
         self._backward = [([], {}) for _ in self._units]
@@ -506,8 +509,9 @@ class RecurrentSteps:
     def backstep(self, d_h):
         """The latest step not yet walked: d_h (B, H), the gradient of its output -> dx (B, I)."""
         layer, xp = self.layer, self.layer.backend.xp
-        if self._backward is None:
+        if not self._guard.used:
             raise ConfigError("backstep: call begin_backward() first")
+        self._end_guard.check()
         if self._walked == self.num_steps:
             raise ConfigError(f"backstep: all {self.num_steps} steps were already walked back")
         d_h = check_array(layer.backend, d_h, "d_h", ndim=2, dtype=layer.dtype_name)
@@ -535,9 +539,11 @@ class RecurrentSteps:
     def end_backward(self):
         """Add every parameter gradient; returns dhx (like h_n), the gradient w.r.t. the initial state."""
         layer, xp = self.layer, self.layer.backend.xp
-        if self._backward is None or self._walked != self.num_steps:
-            raise ConfigError(f"end_backward: walk back all {self.num_steps} steps first "
+        self._end_guard.check()
+        if not self._guard.used or self._walked != self.num_steps:
+            raise ConfigError(f"end_backward: call begin_backward() and walk back all {self.num_steps} steps first "
                               f"({self._walked} walked)")
+        self._end_guard.consume()
         d_states0 = []
         for k, (p, scan) in enumerate(zip(self._units, self._scans)):
             d_state0, d_hproj, d_extra = scan.end_backward()

@@ -76,9 +76,10 @@ class SequenceClassifier(Layer):
         if not training:
             return logits, None
         guard = BackpropOnce("SequenceClassifier backprop")
+        logits_shape = tuple(logits.shape)
 
         def backprop(d_logits):
-            guard.consume()
+            guard.accept(self.backend, d_logits, "d_logits", logits_shape, self.dtype_name, of="the logits")
             return enc_back(pool_back(drop_back(head_back(d_logits))))
 
         return logits, backprop
@@ -91,8 +92,13 @@ class SequenceClassifier(Layer):
             if tuple(targets.shape) != (batch, self.num_classes):
                 raise ShapeError(f"targets: expected 0/1 labels of shape ({batch}, {self.num_classes}) (B, C), "
                                  f"received {tuple(targets.shape)}")
+            if bool(self.backend.xp.any((targets != 0.0) & (targets != 1.0))):       # NaN is neither
+                host = to_numpy(targets)
+                other = np.unique(host[(host != 0.0) & (host != 1.0)])[:5].tolist()
+                raise ConfigError(f"targets: expected 0/1 labels (multi_label), received other values such as {other}")
             return targets
-        targets = check_token_ids(self.backend, targets, "targets", self.num_classes, ndim=1)
+        targets = check_token_ids(self.backend, targets, "targets", self.num_classes, ndim=1, what="class ids",
+                                  size="num_classes")
         if targets.shape[0] != batch:
             raise ShapeError(f"targets: expected one class id per row, shape ({batch},), received {tuple(targets.shape)}")
         return targets

@@ -15,6 +15,7 @@ from ..errors import ConfigError, ShapeError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer
 from ..layers.base import BackpropOnce
 from ..layers.dropout import check_dropout, dropout
+from ..layers.masks import check_steps_and_rows
 
 
 def check_cell(cell: str) -> str:
@@ -58,6 +59,7 @@ class SequenceEncoder(Layer):
         """(T, B) of an input batch, after checking it is one this encoder takes."""
         if self.embedding is not None:
             x = check_array(self.backend, x, "x", ndim=2)
+            check_steps_and_rows("x", tuple(x.shape), " (T, B) of token ids")
         else:
             x = check_array(self.backend, x, "x", ndim=3, dtype=self.dtype_name)
             if x.shape[-1] != self.input_size:
@@ -75,9 +77,10 @@ class SequenceEncoder(Layer):
             return self.rnn(x, None, lengths)[0], None
         (hs, _), rnn_back = self.rnn.forward(x, None, lengths)
         guard = BackpropOnce("SequenceEncoder backprop")
+        hs_shape = tuple(hs.shape)
 
         def backprop(d_hs):
-            guard.consume()
+            guard.accept(self.backend, d_hs, "d_hs", hs_shape, self.dtype_name, of="hs")
             d_x = drop_back(rnn_back(d_hs, None)[0])
             if emb_back is None:
                 return d_x

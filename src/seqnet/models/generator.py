@@ -24,6 +24,7 @@ from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_e
 from ..layers.base import BackpropOnce
 from ..layers.dropout import check_dropout, dropout
 from ..layers.embedding import check_token_ids
+from ..layers.loss import check_target_ids
 from .encoder import check_cell
 
 
@@ -71,7 +72,8 @@ class ConditionalGenerator(Layer):
     def check_condition(self, cond, batch: int | None = None):
         """Condition ids (B,) in [0, num_conditions) or features (B, F) of this backend."""
         if self.condition is not None:
-            cond = check_token_ids(self.backend, cond, "condition", self.condition.num_embeddings, ndim=1)
+            cond = check_token_ids(self.backend, cond, "condition", self.condition.num_embeddings, ndim=1,
+                                   what="condition ids", size="num_conditions")
         else:
             cond = check_array(self.backend, cond, "condition", ndim=2, dtype=self.dtype_name)
             if cond.shape[-1] != self.condition_size:
@@ -159,8 +161,9 @@ class ConditionalGenerator(Layer):
 
     def loss_and_grads(self, inputs, targets, cond, mask=None, *, grad_scale: float = 1.0):
         """Teacher-forced forward, mean cross-entropy over valid tokens (``mask`` (T, B) bool), backward;
-        gradients are *added* (times ``grad_scale``). Returns the loss (0-d)."""
-        targets = self.check_ids(targets, "targets")
+        gradients are *added* (times ``grad_scale``). Returns the loss (0-d). Targets where
+        ``mask`` is False are not read."""
+        targets, mask = check_target_ids(self.backend, targets, self.vocab_size, mask)
         (logits, _), backprop = self.forward(inputs, cond)
         loss, loss_back = softmax_cross_entropy(logits, targets, mask, xp=self.backend.xp)
         backprop(loss_back(grad_scale))
@@ -168,7 +171,7 @@ class ConditionalGenerator(Layer):
 
     def loss(self, inputs, targets, cond, mask=None):
         """Mean cross-entropy without dropout or gradients (0-d)."""
-        targets = self.check_ids(targets, "targets")
+        targets, mask = check_target_ids(self.backend, targets, self.vocab_size, mask)
         logits, _ = self(inputs, cond)
         return softmax_cross_entropy(logits, targets, mask, xp=self.backend.xp)[0]
 
@@ -182,6 +185,9 @@ class ConditionalGenerator(Layer):
         if isinstance(cond, (str, bytes)):
             raise ConfigError(f"cond: expected host {expected}, received a {type(cond).__name__}")
         host = np.asarray(cond)
+        if host.size == 0:
+            raise ConfigError(f"cond: expected host {expected} with at least one condition, received an empty "
+                              f"{type(cond).__name__} (shape {host.shape})")
         if host.dtype.kind not in ("iu" if self.condition is not None else "iuf"):
             what = "integer" if self.condition is not None else "numeric"
             raise ConfigError(f"cond: expected host {expected} of {what} dtype, received dtype {host.dtype}")

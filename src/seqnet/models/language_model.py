@@ -22,6 +22,7 @@ from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_e
 from ..layers.base import BackpropOnce
 from ..layers.dropout import check_dropout, dropout
 from ..layers.embedding import check_token_ids
+from ..layers.loss import check_target_ids
 
 # From this embedding size on, layer 0's input projections are looked up in the input table
 # E @ W_ih (V, G*H) instead of computed as E[ids] @ W_ih, and backward gets the gradients of
@@ -137,21 +138,24 @@ class LanguageModel(Layer):
     def loss_and_grads(self, inputs, targets, hx=None, mask=None, *, grad_scale: float = 1.0):
         """Forward, mean cross-entropy (nats per token), backward; gradients are *added* to ``param_grads``.
 
-        inputs, targets: (T, B) ids on this model's backend; ``grad_scale`` multiplies the
-        gradient (1 / k for one of k accumulated micro-batches). Returns (loss, a 0-d array
-        on the device; h_n, the state to carry into the next batch).
+        inputs, targets: (T, B) ids on this model's backend; ``mask`` None or a (T, B) bool
+        array on it, False where a target does not count (padding; the target there may hold
+        anything, it is not read); ``grad_scale`` multiplies the gradient (1 / k for one of k
+        accumulated micro-batches). Returns (loss, a 0-d array on the device; h_n, the state
+        to carry into the next batch).
         """
-        targets = self.check_ids(targets, "targets")
+        targets, mask = check_target_ids(self.backend, targets, self.vocab_size, mask)
         (logits, h_n), backprop = self.forward(inputs, hx)
         loss, loss_back = softmax_cross_entropy(logits, targets, mask, xp=self.backend.xp)
         backprop(loss_back(grad_scale))
         return loss, h_n
 
-    def loss(self, inputs, targets, hx=None):
-        """Mean cross-entropy (nats per token) without dropout or gradients; returns (loss, h_n)."""
-        targets = self.check_ids(targets, "targets")
+    def loss(self, inputs, targets, hx=None, mask=None):
+        """Mean cross-entropy (nats per token, over the targets where ``mask`` is True) without
+        dropout or gradients; returns (loss, h_n)."""
+        targets, mask = check_target_ids(self.backend, targets, self.vocab_size, mask)
         logits, h_n = self(inputs, hx)
-        loss, _ = softmax_cross_entropy(logits, targets, xp=self.backend.xp)
+        loss, _ = softmax_cross_entropy(logits, targets, mask, xp=self.backend.xp)
         return loss, h_n
 
     # -- text in, text out ------------------------------------------------------------

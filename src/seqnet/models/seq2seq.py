@@ -35,6 +35,8 @@ from ..layers.attention import check_attention_type
 from ..layers.base import BackpropOnce
 from ..layers.dropout import check_dropout, dropout_mask
 from ..layers.embedding import check_token_ids
+from ..layers.loss import check_target_ids
+from ..layers.masks import check_lengths
 
 
 @dataclass
@@ -121,12 +123,7 @@ class Seq2Seq(Layer):
     def _check_batch(self, src, src_lengths, tgt_in=None):
         src = check_token_ids(self.backend, src, "src", self.src_vocab_size, ndim=2)
         steps, batch = src.shape
-        lengths = np.asarray(src_lengths)
-        if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-            raise ShapeError(f"src_lengths: expected ({batch},) integers (one per source), received "
-                             f"{lengths.dtype} shape {lengths.shape}")
-        if np.any(lengths < 1) or np.any(lengths > steps):
-            raise ConfigError(f"src_lengths: every length must lie in 1..{steps} (S), received {lengths.tolist()}")
+        lengths = check_lengths(src_lengths, batch, steps, name="src_lengths", steps_name="S")
         if tgt_in is not None:
             tgt_in = check_token_ids(self.backend, tgt_in, "tgt_in", self.tgt_vocab_size, ndim=2)
             if tgt_in.shape[1] != batch:
@@ -291,8 +288,8 @@ class Seq2Seq(Layer):
     def loss_and_grads(self, src, src_lengths, tgt_in, tgt_out, mask=None, *, grad_scale: float = 1.0):
         """Forward, mean cross-entropy over the target tokens where ``mask`` (T, B) is True
         (all when None), backward; gradients are *added* to ``param_grads``. Returns the loss
-        (nats per target token, a 0-d device array)."""
-        tgt_out = check_token_ids(self.backend, tgt_out, "tgt_out", self.tgt_vocab_size, ndim=2)
+        (nats per target token, a 0-d device array). Targets where ``mask`` is False are not read."""
+        tgt_out, mask = check_target_ids(self.backend, tgt_out, self.tgt_vocab_size, mask, "tgt_out")
         logits, backprop = self.forward(src, src_lengths, tgt_in)
         loss, loss_back = softmax_cross_entropy(logits, tgt_out, mask, xp=self.backend.xp)
         backprop(loss_back(grad_scale))
@@ -300,7 +297,7 @@ class Seq2Seq(Layer):
 
     def loss(self, src, src_lengths, tgt_in, tgt_out, mask=None):
         """Mean cross-entropy without dropout or gradients, as :meth:`loss_and_grads` computes it."""
-        tgt_out = check_token_ids(self.backend, tgt_out, "tgt_out", self.tgt_vocab_size, ndim=2)
+        tgt_out, mask = check_target_ids(self.backend, tgt_out, self.tgt_vocab_size, mask, "tgt_out")
         loss, _ = softmax_cross_entropy(self(src, src_lengths, tgt_in), tgt_out, mask, xp=self.backend.xp)
         return loss
 

@@ -62,9 +62,10 @@ class SequenceTagger(Layer):
         if not training:
             return emissions, None
         guard = BackpropOnce("SequenceTagger backprop")
+        emissions_shape = tuple(emissions.shape)
 
         def backprop(d_emissions):
-            guard.consume()
+            guard.accept(self.backend, d_emissions, "d_emissions", emissions_shape, self.dtype_name, of="the emissions")
             return enc_back(drop_back(head_back(d_emissions)))
 
         return emissions, backprop
@@ -73,7 +74,7 @@ class SequenceTagger(Layer):
         tags = check_array(self.backend, tags, "tags", ndim=2)
         if tuple(tags.shape) != shape:
             raise ShapeError(f"tags: expected shape {shape} (T, B), the shape of x's ids, received {tuple(tags.shape)}")
-        return check_token_ids(self.backend, tags, "tags", self.num_tags)
+        return check_token_ids(self.backend, tags, "tags", self.num_tags, what="tag ids", size="num_tags")
 
     def _loss(self, emissions, tags, lengths):
         host = check_lengths(lengths, emissions.shape[1], emissions.shape[0])
