@@ -3,14 +3,17 @@ vocabulary and label sets, and the length-bucketing batcher."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from seqnet.data.buckets import BucketBatcher, pad_batch
-from seqnet.data.labeled import read_classification, read_conll, read_generation
+from seqnet.data.labeled import TextExample, read_classification, read_conll, read_generation
+from seqnet.data.parallel import read_pairs
 from seqnet.data.vocabulary import LabelSet, Vocabulary
 from seqnet.errors import ConfigError, DataFileError
+from seqnet.tasks.labeled import keep_examples, kept_examples
 
 
 def _write(path, text):
@@ -171,3 +174,55 @@ def test_a_sentence_per_line_file_read_as_conll_warns(tmp_path):
     with pytest.warns(SeqnetWarning, match="its 2 lines make one sentence"):
         sentences = read_conll(path, require_tags=False)
     assert [s.tokens for s in sentences] == [("EU", "Peter")]
+
+
+# Characters str.splitlines() would break at, though they are ordinary inside a line of a data file.
+SEPARATORS = ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e"]
+
+
+def test_lines_end_at_newlines_only(tmp_path):
+    texts = [f"a{s}b" for s in SEPARATORS]
+    data = tmp_path / "sep.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": "x"}, ensure_ascii=False) + "\r\n" for t in texts),
+                    encoding="utf-8")
+    assert [e.text for e in read_classification(data)] == texts
+    tsv = tmp_path / "sep.tsv"
+    tsv.write_text("".join(f"x\t{t}\n" for t in texts), encoding="utf-8")
+    assert [e.text for e in read_classification(tsv)] == texts
+    conll = tmp_path / "sep.conll"
+    conll.write_text("".join(f"{t}\tO\n" for t in texts), encoding="utf-8")
+    assert read_conll(conll)[0].tokens == tuple(texts)
+    pairs = tmp_path / "sep.txt"
+    pairs.write_text("".join(f"{t}\t{t[::-1]}\n" for t in texts), encoding="utf-8")
+    assert read_pairs(pairs) == [(t, t[::-1]) for t in texts]
+
+
+def test_a_kept_copy_of_examples_with_line_separators_reads_back(tmp_path):
+    examples = [TextExample(f"a{s}b", ("x",), f"f:{k}") for k, s in enumerate(SEPARATORS, 1)]
+    keep_examples(tmp_path, examples[:5], examples[5:])
+    assert kept_examples(tmp_path, TextExample) == (examples[:5], examples[5:])
+
+
+@pytest.mark.parametrize("reader, text", [
+    (read_classification, '{"text": "aa", "label": "a"}\n{"text": "bb", "label": "b"}\n'),
+    (read_conll, "EU\tB-ORG\nrejects\tO\n"),
+    (read_generation, '{"condition": "c", "text": "aa"}\n'),
+    (read_pairs, "a b\tc d\n"),
+    (lambda path: read_classification(path, require_labels=False), "aa\nbb\n"),
+    (lambda path: read_conll(path, require_tags=False), '{"text": "EU rejects"}\n'),
+], ids=["classify", "tag", "generate", "pairs", "texts", "sentences"])
+def test_a_pipe_reads_as_a_file(tmp_path, reader, text):
+    """<(...) and /dev/stdin are pipes: they can be read once, so a reader must not read twice."""
+    plain = tmp_path / "plain"
+    plain.write_text(text, encoding="utf-8")
+    read, write = os.pipe()
+    os.write(write, text.encode("utf-8"))
+    os.close(write)
+    try:
+        from_pipe = reader(f"/dev/fd/{read}")
+    finally:
+        os.close(read)
+    expected = reader(plain)
+    assert len(from_pipe) == len(expected) > 0
+    assert [getattr(x, "text", getattr(x, "tokens", x)) for x in from_pipe] == \
+        [getattr(x, "text", getattr(x, "tokens", x)) for x in expected]

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 
+from ..data.lines import split_lines
 from ..decoding import LENGTH_PENALTIES
 from ..errors import SeqnetError
 from ..training.output import emit
@@ -108,10 +109,10 @@ def _sources(args) -> list[str]:
         raise SeqnetError("--input: expected a file name (or '-' for standard input), received an empty string")
     try:
         if args.input in (None, "-"):
-            lines = sys.stdin.read().splitlines()
+            lines = split_lines(sys.stdin.read())
         else:
             with open(args.input, encoding="utf-8-sig") as f:
-                lines = f.read().splitlines()
+                lines = split_lines(f.read())
     except OSError as err:
         raise SeqnetError(f"--input: cannot read {args.input or 'standard input'} ({err.strerror})") from err
     except UnicodeDecodeError as err:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataFileError, SeqnetWarning
+from .lines import read_lines, read_text
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DOCSTART = "-DOCSTART-"
@@ -68,24 +69,8 @@ def _existing(path, what: str) -> Path:
     return path
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its end) of a UTF-8 file."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataFileError(f"{path}: cannot be read ({err.strerror})") from err
-    try:
-        text = data.decode("utf-8-sig")              # a leading byte-order mark is not part of the text
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise DataFileError(f"{path}:{line}: not valid UTF-8 (byte {data[err.start]:#04x}); "
-                            "expected a UTF-8 text file") from err
-    for number, line in enumerate(text.split("\n"), 1):
-        yield number, line[:-1] if line.endswith("\r") else line
-
-
-def _json_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    for number, line in _lines(path):
+def _json_records(path: Path, lines: Iterable[tuple[int, str]], required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -121,29 +106,31 @@ def read_classification(path, *, require_labels: bool = True) -> list[TextExampl
     path = _existing(path, "a JSON lines or TSV file, or a directory with one sub-directory per class")
     if path.is_dir():
         examples = _read_class_folders(path)
-    elif path.suffix.lower() in JSON_SUFFIXES or (path.suffix.lower() != ".tsv" and _first_char(path) == "{"):
-        examples = _read_classification_json(path, require_labels)
-    elif require_labels or path.suffix.lower() == ".tsv":
-        examples = _read_tsv(path)
-        if not require_labels:
-            examples = [TextExample(e.text, (), e.where) for e in examples]
     else:
-        examples = [TextExample(line, (), f"{path}:{n}") for n, line in _lines(path) if line.strip()]
+        lines = read_lines(path)
+        if path.suffix.lower() in JSON_SUFFIXES or (path.suffix.lower() != ".tsv" and _first_char(lines) == "{"):
+            examples = _read_classification_json(path, lines, require_labels)
+        elif require_labels or path.suffix.lower() == ".tsv":
+            examples = _read_tsv(path, lines)
+            if not require_labels:
+                examples = [TextExample(e.text, (), e.where) for e in examples]
+        else:
+            examples = [TextExample(line, (), f"{path}:{n}") for n, line in lines if line.strip()]
     if not examples:
         raise DataFileError(f"{path}: no examples; expected at least one {'labelled ' if require_labels else ''}text")
     return examples
 
 
-def _first_char(path: Path) -> str:
-    for _, line in _lines(path):
+def _first_char(lines: Iterable[tuple[int, str]]) -> str:
+    for _, line in lines:
         if line.strip():
             return line.lstrip()[0]
     return ""
 
 
-def _read_classification_json(path: Path, require_labels: bool = True) -> list[TextExample]:
+def _read_classification_json(path: Path, lines, require_labels: bool = True) -> list[TextExample]:
     examples, kind = [], None
-    for number, record in _json_records(path, ("text",)):
+    for number, record in _json_records(path, lines, ("text",)):
         where = f"{path}:{number}"
         has = [k for k in ("label", "labels") if k in record]
         if not require_labels:
@@ -172,9 +159,9 @@ def _read_classification_json(path: Path, require_labels: bool = True) -> list[T
     return examples
 
 
-def _read_tsv(path: Path) -> list[TextExample]:
+def _read_tsv(path: Path, lines) -> list[TextExample]:
     examples = []
-    for number, line in _lines(path):
+    for number, line in lines:
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -203,7 +190,7 @@ def _read_class_folders(root: Path) -> list[TextExample]:
         if not files:
             raise DataFileError(f"{folder}: class folder without text files")
         for file in files:
-            text = "\n".join(line for _, line in _lines(file))
+            text = read_text(file).replace("\r\n", "\n")
             if not text.strip():
                 raise DataFileError(f"{file}:1: empty text (an empty file in class folder {folder.name!r})")
             examples.append(TextExample(text, (folder.name,), f"{file}:1"))
@@ -221,8 +208,9 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
     path = _existing(path, "a CoNLL file (token and tag columns, blank lines between sentences)")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a CoNLL file")
-    if not require_tags and (path.suffix.lower() in JSON_SUFFIXES or _first_char(path) == "{"):
-        return _read_sentences_json(path)
+    file_lines = read_lines(path)
+    if not require_tags and (path.suffix.lower() in JSON_SUFFIXES or _first_char(file_lines) == "{"):
+        return _read_sentences_json(path, file_lines)
     sentences, tokens, tags, lines = [], [], [], []
     columns = None                                      # (count, line that set it)
 
@@ -231,7 +219,7 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
             sentences.append(TaggedSentence(tuple(tokens), tuple(tags), str(path), tuple(lines)))
         tokens.clear(), tags.clear(), lines.clear()
 
-    for number, line in _lines(path):
+    for number, line in file_lines:
         if "\t" not in line and not line.strip():
             close()
             continue
@@ -264,10 +252,10 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
     return sentences
 
 
-def _read_sentences_json(path: Path) -> list[TaggedSentence]:
+def _read_sentences_json(path: Path, lines) -> list[TaggedSentence]:
     """Sentences to tag from JSON lines: {"tokens": [...]} or {"text": "..."} (split at whitespace)."""
     sentences = []
-    for number, record in _json_records(path, ()):
+    for number, record in _json_records(path, lines, ()):
         where = f"{path}:{number}"
         if "tokens" in record:
             tokens = record["tokens"]
@@ -294,7 +282,8 @@ def read_generation(path, *, require_text: bool = True) -> list[ConditionedText]
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a JSON lines file")
     examples = []
-    for number, record in _json_records(path, ("condition", "text") if require_text else ("condition",)):
+    required = ("condition", "text") if require_text else ("condition",)
+    for number, record in _json_records(path, read_lines(path), required):
         where = f"{path}:{number}"
         condition = record["condition"]
         if not isinstance(condition, str) or not condition.strip():

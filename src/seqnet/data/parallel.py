@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorpusError
+from .lines import read_lines
 from .vocabulary import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -30,19 +31,10 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     if not str(path).strip():                            # Path("") is the current directory
         raise CorpusError(f"data file: expected {what}, received an empty path")
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         raise CorpusError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'} (expected {what})")
-    try:
-        text = path.read_text(encoding="utf-8-sig")      # a leading byte-order mark is not part of the text
-    except UnicodeDecodeError as err:
-        raise CorpusError(f"{path}: not UTF-8 text ({err})") from err
-    except OSError as err:
-        raise CorpusError(f"{path}: cannot be read ({err.strerror})") from err
     parse = _json_pair if path.suffix.lower() in JSON_SUFFIXES else _tsv_pair
-    pairs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            pairs.append(parse(line, f"{path}:{number}"))
+    pairs = [parse(line, f"{path}:{number}") for number, line in read_lines(path) if line.strip()]
     if not pairs:
         raise CorpusError(f"{path}: holds no pairs")
     return pairs

@@ -30,6 +30,7 @@ from ..backend import backend as backend_context
 from ..backend import to_numpy
 from ..config import FRACTION, POSITIVE_INT, PROBABILITY, WITHOUT_VALID_FILE, Settings, option
 from ..data.buckets import BucketBatcher, pad_batch
+from ..data.lines import split_lines
 from ..errors import ConfigError, DataFileError, SeqnetWarning
 from ..files import atomic_writer
 from ..layers import RECURRENT_LAYERS
@@ -88,7 +89,7 @@ def kept_examples(run_dir: Path, example_type) -> tuple[list, list]:
     """(training, validation) examples from the run directory's copy (see :func:`keep_examples`)."""
     path = Path(run_dir) / EXAMPLES_FILE
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = split_lines(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise DataFileError(f"{path}: cannot read the run's copy of its examples ({err.strerror}); the run directory "
                             "is incomplete") from err
