@@ -15,7 +15,7 @@ import pytest
 import seqnet
 from conftest import assert_close
 from seqnet import to_numpy
-from seqnet.errors import BackendError, BackendMismatchError, ConfigError
+from seqnet.errors import BackendError, BackendMismatchError, ConfigError, SeqnetWarning
 
 T, B, I, H = 4, 3, 3, 4
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -298,7 +298,9 @@ def test_inference_is_deterministic_and_training_dropout_changes_two_layers():
 
 
 def test_dropout_has_no_effect_on_a_single_layer():
-    gru = seqnet.GRU(I, H, num_layers=1, dropout=0.5, seed=0)
+    with pytest.warns(SeqnetWarning, match=r"^dropout: acts between stacked layers, so with num_layers=1 "
+                                          r"dropout=0\.5 does nothing"):
+        gru = seqnet.GRU(I, H, num_layers=1, dropout=0.5, seed=0)
     x = _x().astype(np.float32)
     out, h_n = gru(x)
     (train_out, train_h), _ = gru.forward(x)

@@ -18,6 +18,7 @@ from ..layers import Layer, Linear, SequencePooling, sigmoid_binary_cross_entrop
 from ..layers.base import BackpropOnce
 from ..layers.dropout import dropout
 from ..layers.embedding import check_token_ids
+from ..random_state import seed_sequence
 from .encoder import SequenceEncoder
 
 
@@ -35,7 +36,7 @@ class SequenceClassifier(Layer):
         super().__init__(dtype)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.multi_label = bool(multi_label)
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        seeds = seed_sequence(seed).spawn(4)
         self.dropout_rng = np.random.default_rng(seeds[3])
         self.encoder = self.add("encoder", SequenceEncoder(
             vocab_size=vocab_size, input_size=input_size, embed_size=embed_size, hidden_size=hidden_size,

@@ -22,8 +22,9 @@ from ..decoding.generate import check_count
 from ..errors import ConfigError, ShapeError, check_positive_int
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout
+from ..layers.dropout import check_dropout, dropout, stack_dropout
 from ..layers.embedding import check_token_ids
+from ..random_state import seed_sequence
 from .encoder import check_cell
 
 
@@ -49,7 +50,7 @@ class ConditionalGenerator(Layer):
             raise ConfigError(f"end_id: expected an id in [0, {self.vocab_size}), received {end_id!r}")
         self.dropout = check_dropout(dropout)
         self.condition_input = bool(condition_input)
-        seeds = np.random.SeedSequence(seed).spawn(6)
+        seeds = seed_sequence(seed).spawn(6)
         self.dropout_rng = np.random.default_rng(seeds[5])
         self.condition = None
         if num_conditions is not None:
@@ -62,8 +63,8 @@ class ConditionalGenerator(Layer):
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.init = self.add("init", Linear(self.condition_size, num_layers * hidden_size, dtype=dtype, seed=seeds[2]))
         rnn_input = embed_size + (self.condition_size if self.condition_input else 0)
-        self.rnn = self.add("rnn", RECURRENT_LAYERS[check_cell(cell)](rnn_input, hidden_size, num_layers,
-                                                                       dropout=dropout, dtype=dtype, seed=seeds[3]))
+        self.rnn = self.add("rnn", RECURRENT_LAYERS[check_cell(cell)](
+            rnn_input, hidden_size, num_layers, dropout=stack_dropout(dropout, num_layers), dtype=dtype, seed=seeds[3]))
         self.rnn.dropout_rng = self.dropout_rng
         self.decoder = self.add("decoder", Linear(hidden_size, vocab_size, dtype=dtype, seed=seeds[4]))
 

@@ -20,8 +20,9 @@ from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout
+from ..layers.dropout import check_dropout, dropout, stack_dropout
 from ..layers.embedding import check_token_ids
+from ..random_state import seed_sequence
 
 # From this embedding size on, layer 0's input projections are looked up in the input table
 # E @ W_ih (V, G*H) instead of computed as E[ids] @ W_ih, and backward gets the gradients of
@@ -58,11 +59,12 @@ class LanguageModel(Layer):
         self.dropout = check_dropout(dropout)
         self.tie_weights = bool(tie_weights)
         self.tokenizer = tokenizer
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        seeds = seed_sequence(seed).spawn(4)
         self.dropout_rng = np.random.default_rng(seeds[3])          # every dropout mask; checkpointed
         self.embedding = self.add("embedding", Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0]))
         extra = {"layer_norm": True} if layer_norm else {}
-        self.rnn = self.add("rnn", RECURRENT_LAYERS[cell](embed_size, hidden_size, num_layers, dropout=dropout,
+        self.rnn = self.add("rnn", RECURRENT_LAYERS[cell](embed_size, hidden_size, num_layers,
+                                                          dropout=stack_dropout(dropout, num_layers),
                                                           dtype=dtype, seed=seeds[1], **extra))
         self.rnn.dropout_rng = self.dropout_rng
         self.decoder = self.add("decoder", Linear(hidden_size, vocab_size, dtype=dtype, seed=seeds[2],

@@ -33,8 +33,9 @@ from ..errors import ConfigError, ShapeError, check_not_one_text, check_positive
 from ..layers import RECURRENT_LAYERS, Attention, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.attention import check_attention_type
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout_mask
+from ..layers.dropout import check_dropout, dropout_mask, stack_dropout
 from ..layers.embedding import check_token_ids
+from ..random_state import seed_sequence
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Seq2Seq(Layer):
         self.dropout = check_dropout(dropout)
         self.input_feed = bool(input_feed) and attention != "none"
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
-        seeds = np.random.SeedSequence(seed).spawn(8)
+        seeds = seed_sequence(seed).spawn(8)
         self.dropout_rng = np.random.default_rng(seeds[7])
         extra = {"layer_norm": True} if layer_norm else {}
         self.src_embedding = self.add("src_embedding", Embedding(src_vocab_size, embed_size, dtype=dtype, seed=seeds[0]))
@@ -93,7 +94,8 @@ class Seq2Seq(Layer):
                                       Embedding(tgt_vocab_size, embed_size, dtype=dtype, seed=seeds[1]))
         per_direction = hidden_size // 2 if bidirectional else hidden_size
         self.encoder = self.add("encoder", RECURRENT_LAYERS[cell](embed_size, per_direction, num_layers,
-                                                                  dropout=dropout, bidirectional=bidirectional,
+                                                                  dropout=stack_dropout(dropout, num_layers),
+                                                                  bidirectional=bidirectional,
                                                                   dtype=dtype, seed=seeds[2], **extra))
         self.bridge = {}
         names = self.encoder.cell.state_names
@@ -105,7 +107,8 @@ class Seq2Seq(Layer):
                                                              seed=seeds[4]))
         feed = hidden_size if self.input_feed else 0
         self.decoder = self.add("decoder", RECURRENT_LAYERS[cell](embed_size + feed, hidden_size, num_layers,
-                                                                  dropout=dropout, dtype=dtype, seed=seeds[5], **extra))
+                                                                  dropout=stack_dropout(dropout, num_layers),
+                                                                  dtype=dtype, seed=seeds[5], **extra))
         self.generator = self.add("generator", Linear(hidden_size, tgt_vocab_size, dtype=dtype, seed=seeds[6]))
         self.encoder.dropout_rng = self.decoder.dropout_rng = self.dropout_rng
 

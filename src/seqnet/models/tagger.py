@@ -21,6 +21,7 @@ from ..layers.base import BackpropOnce
 from ..layers.dropout import dropout
 from ..layers.embedding import check_token_ids
 from ..layers.masks import check_lengths, step_mask
+from ..random_state import seed_sequence
 from .encoder import SequenceEncoder
 
 
@@ -37,7 +38,7 @@ class SequenceTagger(Layer):
                  seed: int | None = None):
         super().__init__(dtype)
         self.num_tags = check_positive_int("num_tags", num_tags)
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        seeds = seed_sequence(seed).spawn(4)
         self.dropout_rng = np.random.default_rng(seeds[3])
         self.encoder = self.add("encoder", SequenceEncoder(
             vocab_size=vocab_size, input_size=input_size, embed_size=embed_size, hidden_size=hidden_size,
