@@ -67,6 +67,7 @@ def sample_tokens_on_device(steps: DeviceTokenSteps, prefix: np.ndarray, length:
     ``eos_id`` it checks for finished rows then, and cuts the result where sample_tokens stops.
     """
     check_sampling(temperature, None, None)
+    temperature = 1.0 if temperature is None else temperature
     length = check_count("length", length, low=0)
     backend = steps.backend
     choose = kernels.kernel(backend, "next_tokens")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import check_array, to_numpy
-from ..errors import ShapeError, check_positive_int
+from ..errors import ShapeError, check_positive_int, check_real
 from ..layers import Layer, Linear, LinearChainCRF, softmax_cross_entropy
 from ..layers.base import BackpropOnce
 from ..layers.dropout import dropout
@@ -88,7 +88,7 @@ class SequenceTagger(Layer):
         tags = self._check_tags(tags, self.encoder.batch_shape(x))
         emissions, backprop = self.forward(x, lengths)
         loss, loss_back = self._loss(emissions, tags, lengths)
-        backprop(loss_back(grad_scale))
+        backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss
 
     def loss(self, x, tags, lengths=None):
