@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_array, to_numpy
+from ..backend import check_array, host_int64, to_numpy
 from ..decoding import check_greedy, check_sampling, sample_tokens
 from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError, ShapeError, check_bool, check_positive_int, check_real
@@ -175,7 +175,7 @@ class ConditionalGenerator(Layer):
 
     # -- generation ---------------------------------------------------------------------
     def device_ids(self, host_ids) -> Any:
-        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+        return self.backend.asarray(host_int64(host_ids), "int64")
 
     def device_condition(self, cond):
         """Host condition ids (N,) or feature rows (N, F) as this backend's array."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import host_int64, to_numpy
 from ..decoding import beam_search, check_greedy, check_sampling, refuse_given, sample_tokens, sample_tokens_on_device
 from ..decoding.generate import check_count, check_seed
 from ..errors import ConfigError, check_bool, check_real
@@ -184,7 +184,7 @@ class LanguageModel(Layer):
 
     def device_ids(self, host_ids: np.ndarray):
         """Host token ids (any integer array) as an int64 array on this model's backend."""
-        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+        return self.backend.asarray(host_int64(host_ids), "int64")
 
     def score(self, text: str) -> dict:
         """Log-probability of ``text`` under the model.

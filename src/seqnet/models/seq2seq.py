@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_array, to_numpy
+from ..backend import check_array, host_int64, to_numpy
 from ..data.vocabulary import BOS_ID, EOS_ID, PAD_ID, SEQUENCE_SPECIALS, UNK_ID, Vocabulary
 from ..decoding import beam_search, check_length_penalty, check_sampling, refuse_given, sample_search
 from ..decoding.sampling import is_finite_number
@@ -350,7 +350,7 @@ class Seq2Seq(Layer):
 
     # -- decoding ---------------------------------------------------------------------
     def device_ids(self, host_ids: np.ndarray):
-        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+        return self.backend.asarray(host_int64(host_ids), "int64")
 
     def steps(self, src: np.ndarray, src_lengths) -> "Seq2SeqSteps":
         """The decoding interface (:class:`seqnet.decoding.SearchSteps`) for host source ids
