@@ -14,8 +14,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from ..backend import make_backend
-from ..backend.registry import _array_library, _device_of, describe_array
+from ..backend.registry import _array_library, _device_of, _dtype_to_name, _same_device, describe_array
 from ..errors import BackendMismatchError, ConfigError, DTypeError
 
 __all__ = ["clip_grad_norm", "clip_grad_value"]
@@ -36,26 +35,29 @@ def _positive(name: str, value: Any, *, allow_zero: bool) -> float:
 
 def _namespace(grads: Any, xp: Any):
     """The array namespace of ``grads`` (a non-empty dict of floating-point arrays of one library
-    and device); ``xp``, when given, must be that library's."""
+    and device); ``xp``, when given, must be that library's. Reads types and dtypes only."""
+    import array_api_compat
+
     if not isinstance(grads, Mapping) or not grads:
         raise ConfigError(f"grads: expected a non-empty dict of name -> array, received {grads!r}")
     first_name, first = next(iter(grads.items()))
     library = _array_library(first)
     if library is None:
         raise ConfigError(f"grads[{first_name!r}]: expected an array, received {type(first).__name__}")
-    backend = make_backend(library, _device_of(first))
+    device = _device_of(first)
+    namespace = array_api_compat.array_namespace(first)
     for name, g in grads.items():
-        if not backend.owns(g):
-            raise BackendMismatchError(f"grads[{name!r}]: expected a {library} array on device {backend.device!s} "
-                                       f"like grads[{first_name!r}], received {describe_array(g)}")
-        if not backend.xp.isdtype(g.dtype, "real floating"):
+        if _array_library(g) != library or not _same_device(_device_of(g), device):
+            raise BackendMismatchError(f"grads[{name!r}]: expected a {library} array on device {device!s} like "
+                                       f"grads[{first_name!r}], received {describe_array(g)}")
+        if not namespace.isdtype(g.dtype, "real floating"):
             raise DTypeError(f"grads[{name!r}]: expected a floating-point gradient, received dtype "
-                             f"{backend.dtype_name(g.dtype)}")
+                             f"{_dtype_to_name(g.dtype)}")
     given = getattr(xp, "__name__", None)
-    if xp is not None and xp is not backend.xp and given not in (library, f"array_api_compat.{library}"):
+    if xp is not None and xp is not namespace and given not in (library, f"array_api_compat.{library}"):
         raise BackendMismatchError(f"xp: expected the namespace of the gradients ({library}; or leave xp out), "
                                    f"received {given or type(xp).__name__}")
-    return backend.xp
+    return namespace
 
 
 def clip_grad_norm(grads: dict[str, Any], max_norm: float, *, xp=None) -> Any:
