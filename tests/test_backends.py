@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import subprocess
 import sys
 import types
@@ -15,7 +16,7 @@ import pytest
 import seqnet
 from conftest import assert_close
 from seqnet import to_numpy
-from seqnet.errors import BackendError, BackendMismatchError, ConfigError
+from seqnet.errors import BackendError, BackendMismatchError, ConfigError, DTypeError, SeqnetWarning
 
 T, B, I, H = 4, 3, 3, 4
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -61,6 +62,24 @@ def test_use_backend_sets_and_get_backend_reads(restore_backend):
     assert (chosen.name, str(chosen.device)) == ("array_api_strict", "array_api_strict.Device('device1')")
     seqnet.use_backend("numpy")
     assert seqnet.get_backend().name == "numpy"
+
+
+@pytest.mark.parametrize("name", [["numpy"], None, 3])
+def test_use_backend_refuses_a_name_that_is_not_a_str(restore_backend, name):
+    with pytest.raises(ConfigError, match=rf"^backend: expected one of .*, received {re.escape(repr(name))}$"):
+        seqnet.use_backend(name)
+
+
+def test_device_ids_refuse_floats_and_ids_beyond_int64(xb):
+    from seqnet.models import ConditionalGenerator, LanguageModel
+
+    for model in (LanguageModel(5, 4, 4, seed=0), ConditionalGenerator(5, num_conditions=2, hidden_size=2, seed=0)):
+        with pytest.raises(DTypeError, match=r"^ids: expected host integer ids, received dtype float64$"):
+            model.device_ids(np.array([1.7]))                           # not silently id 1
+        with pytest.raises(ConfigError, match=r"^ids: expected ids below 2\*\*63 \(int64\), received "
+                                              r"18446744073709551615$"):
+            model.device_ids(np.array([np.iinfo(np.uint64).max]))       # not silently -1
+        assert to_numpy(model.device_ids(np.array([1, 4], dtype=np.uint8))).tolist() == [1, 4]
 
 
 def test_backend_context_manager_restores_previous_even_on_exception():
@@ -298,7 +317,9 @@ def test_inference_is_deterministic_and_training_dropout_changes_two_layers():
 
 
 def test_dropout_has_no_effect_on_a_single_layer():
-    gru = seqnet.GRU(I, H, num_layers=1, dropout=0.5, seed=0)
+    with pytest.warns(SeqnetWarning, match=r"^dropout: acts between stacked layers, so with num_layers=1 "
+                                          r"dropout=0\.5 does nothing"):
+        gru = seqnet.GRU(I, H, num_layers=1, dropout=0.5, seed=0)
     x = _x().astype(np.float32)
     out, h_n = gru(x)
     (train_out, train_h), _ = gru.forward(x)

@@ -221,6 +221,42 @@ def test_dropout_out_of_range(dropout):
         seqnet.LSTM(I, H, num_layers=2, dropout=dropout)
 
 
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, True])
+def test_bad_seed_names_the_seed(seed):
+    with pytest.raises(ConfigError, match=rf"^seed: expected an integer >= 0 \(or None\), received {seed!r}$"):
+        seqnet.LSTM(I, H, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["bias", "batch_first", "bidirectional"])
+@pytest.mark.parametrize("value", ["no", "False", 1, None])
+def test_flags_must_be_bools(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}: expected True or False, received {value!r}$"):
+        seqnet.GRU(I, H, **{name: value})
+
+
+def test_bad_forget_bias_and_layer_norm():
+    with pytest.raises(ConfigError, match=r"^forget_bias: expected a finite number \(or None\), received 'x'$"):
+        seqnet.LSTM(I, H, forget_bias="x")
+    with pytest.raises(ConfigError, match=r"^forget_bias: expected a finite number \(or None\), received nan$"):
+        seqnet.LSTM(I, H, forget_bias=float("nan"))
+    with pytest.raises(ConfigError, match=r"^layer_norm: expected True or False, received 'yes'$"):
+        seqnet.LSTM(I, H, layer_norm="yes")
+
+
+def test_dropout_on_one_layer_warns_but_models_do_not():
+    import warnings
+
+    from seqnet.errors import SeqnetWarning
+    from seqnet.models import LanguageModel
+
+    with pytest.warns(SeqnetWarning, match=r"^dropout: acts between stacked layers, so with num_layers=1"):
+        seqnet.LSTM(I, H, num_layers=1, dropout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seqnet.LSTM(I, H, num_layers=2, dropout=0.5)
+        LanguageModel(7, 4, 4, num_layers=1, dropout=0.5)       # its own dropout: embedding and output
+
+
 # -- state dicts ---------------------------------------------------------------------------------
 def test_state_dict_missing_key(lstm):
     state = lstm.state_dict()

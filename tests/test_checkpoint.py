@@ -1,12 +1,13 @@
 """Checkpoints: exact round trips, the latest.json commit point, and refusal of bad files."""
 
 import json
+import re
 import zipfile
 
 import numpy as np
 import pytest
 
-from seqnet.errors import CheckpointError, DTypeError
+from seqnet.errors import CheckpointError, ConfigError, DTypeError
 from seqnet import array_files
 from seqnet.training import checkpoint as ckpt
 
@@ -90,10 +91,34 @@ def test_round_trip(tmp_path, array_format):
 
 
 def test_save_and_load_arrays(tmp_path, array_format):
-    path = ckpt.save_arrays(tmp_path / "params.bin", _weights())
-    assert path.suffix == array_format
+    path = ckpt.save_arrays(tmp_path / ("params" + array_files.suffix()), _weights())
+    assert path == tmp_path / ("params" + array_format)
     loaded = ckpt.load_arrays(path)  # safetensors stores arrays in its own order
     _assert_arrays_equal({name: loaded[name] for name in _weights()}, _weights())
+
+
+@pytest.mark.parametrize("written", [".npz", ".safetensors"])
+def test_save_arrays_writes_exactly_the_path_given(tmp_path, array_format, written):
+    """Whichever format new files prefer: ck/lm.npz is written as ck/lm.npz and loads from there."""
+    if written == ".safetensors" and array_files._safetensors is None:
+        pytest.skip("safetensors is not installed")
+    path = tmp_path / "ck" / ("my.lm" + written)
+    path.parent.mkdir()
+    assert ckpt.save_arrays(str(path), _weights()) == path
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    loaded = ckpt.load_arrays(path)
+    _assert_arrays_equal({name: loaded[name] for name in _weights()}, _weights())
+    with open(path, "rb") as f:
+        assert (f.read(2) == b"PK") == (written == ".npz")            # the format the suffix names
+
+
+@pytest.mark.parametrize("name", ["params.bin", "my.model", "params"])
+def test_save_arrays_refuses_a_suffix_it_cannot_write(tmp_path, name):
+    with pytest.raises(ConfigError, match=rf"^path: expected a file name ending in .safetensors or .npz \(the suffix "
+                                          rf"names the format; suffix\(\) gives the preferred one\), received "
+                                          rf"'.*{re.escape(name)}'$"):
+        ckpt.save_arrays(tmp_path / name, _weights())
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("bit_generator", ["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"])
@@ -201,7 +226,7 @@ def test_flipped_byte_is_refused(tmp_path, array_format):
 
 
 def test_corrupt_file_without_manifest_is_wrapped(tmp_path, array_format):
-    path = ckpt.save_arrays(tmp_path / "params", _weights())
+    path = ckpt.save_arrays(tmp_path / ("params" + array_format), _weights())
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(CheckpointError, match=path.name) as info:
         ckpt.load_arrays(path)
@@ -267,7 +292,7 @@ def _explode():
 
 def test_saving_object_arrays_and_non_string_keys_is_refused(tmp_path, array_format):
     with pytest.raises(DTypeError, match="dtype object"):
-        ckpt.save_arrays(tmp_path / "a", {"x": np.array([None], dtype=object)})
+        ckpt.save_arrays(tmp_path / ("a" + array_format), {"x": np.array([None], dtype=object)})
     with pytest.raises(CheckpointError, match="dict key 3"):
         ckpt.atomic_write_json(tmp_path / "a.json", {"vocab": {3: "c"}})
 

@@ -183,6 +183,65 @@ def test_non_finite_sampling_controls_are_refused(kw, message):
         _char_model().generate("the", 5, **kw)
 
 
+@pytest.mark.parametrize("kw", [{"temperature": 0.5}, {"top_k": 2}, {"top_p": 0.9}, {"temperature": 1.0}])
+def test_greedy_refuses_sampling_controls(kw):
+    (name, value), = kw.items()
+    with pytest.raises(ConfigError, match=rf"^{name}: a sampling control; greedy does not sample \(drop it or "
+                                          rf"greedy\); received {name}={value!r}$"):
+        _char_model().generate("the", 5, greedy=True, **kw)
+
+
+@pytest.mark.parametrize("name", ["greedy", "stop_at_eos"])
+def test_generate_flags_must_be_bools(name):
+    with pytest.raises(ConfigError, match=rf"^{name}: expected True or False, received 'no'$"):
+        _char_model().generate("the", 5, **{name: "no"})
+
+
+@pytest.mark.parametrize("seed", ["x", -1, 1.5])
+def test_generate_refuses_bad_seeds(seed):
+    with pytest.raises(ConfigError, match=rf"^seed: expected an integer >= 0 \(or None\), received {seed!r}$"):
+        _char_model().generate("the", 5, seed=seed)
+    with pytest.raises(ConfigError, match=rf"^seed: expected an integer >= 0 \(or None\), received {seed!r}$"):
+        LanguageModel(7, seed=seed)
+
+
+def test_temperatures_so_small_that_logits_overflow_are_refused():
+    """logits / 1e-320 overflow float64: every token looked alike and <UNK> (id 0) came out."""
+    for kw in ({}, {"top_k": 3}):
+        with pytest.raises(ConfigError, match=r"^temperature: expected at least 1e-06 \(smaller ones make logits / "
+                                              r"temperature overflow; greedy=True takes the most likely token\), "
+                                              r"received 1e-320$"):
+            _char_model().generate("the", 5, temperature=1e-320, seed=0, **kw)
+    text, = _char_model().generate("the", 5, temperature=1e-6, top_k=3, seed=0)
+    assert text == _char_model().generate("the", 5, greedy=True)[0]
+
+
+def test_text_arguments_must_be_texts():
+    model = _char_model()
+    with pytest.raises(ConfigError, match=r"^prime: expected a text \(str\), received list$"):
+        model.generate(["the"], 5)
+    with pytest.raises(ConfigError, match=r"^text: expected a text \(str\), received int$"):
+        model.score(123)
+
+
+def test_tokenizer_must_match_the_vocabulary_size():
+    with pytest.raises(ConfigError, match=r"^tokenizer: expected one of vocab_size = 13 ids \(the model's\), "
+                                          r"received a CharTokenizer of 3 ids$"):
+        LanguageModel(13, 4, 4, tokenizer=CharTokenizer.fit("ab"))
+    model = LanguageModel(3, 4, 4, seed=0)
+    with pytest.raises(ConfigError, match=r"^tokenizer: expected one of vocab_size = 3 ids"):
+        model.tokenizer = WordTokenizer.fit("a b c")
+
+
+def test_a_vocabulary_of_only_unk_has_nothing_to_generate():
+    tokenizer = CharTokenizer.fit("")
+    model = LanguageModel(tokenizer.vocab_size, 4, 4, seed=0, tokenizer=tokenizer)
+    for kw in ({}, {"beam": 2}):
+        with pytest.raises(ConfigError, match=r"^tokenizer: its vocabulary holds only <UNK>, which is never "
+                                              r"generated; nothing to generate$"):
+            model.generate("", 5, **kw)
+
+
 def test_finite_numpy_sampling_controls_are_accepted():
     check_sampling(np.float32(0.7), np.int64(3), np.float64(0.9))     # no error: numpy scalars are numbers
 
@@ -257,12 +316,20 @@ def test_word_model_beam_stops_at_eos_and_returns_the_n_best():
 
 def test_beam_refuses_sampling_controls_and_bad_widths():
     model = _char_model()
-    with pytest.raises(ConfigError, match="beam: beam search does not sample; drop top_k"):
+    with pytest.raises(ConfigError, match=r"^top_k: beam search does not sample \(drop it or beam\); received top_k=3$"):
         model.generate("the", 5, beam=2, top_k=3)
+    # "given" is by value, not by comparison with a default: top_k=1, top_p=1.0, temperature=1 are given
+    for kw in ({"top_k": 1}, {"top_p": 1.0}, {"temperature": 1}, {"seed": 3}, {"greedy": True}):
+        (name, value), = kw.items()
+        with pytest.raises(ConfigError, match=rf"^{name}: beam search does not sample \(drop it or beam\); "
+                                              rf"received {name}={value!r}$"):
+            model.generate("the", 5, beam=2, **kw)
     with pytest.raises(ConfigError, match="beam: expected a positive integer, received 0"):
         model.generate("the", 5, beam=0)
-    with pytest.raises(ConfigError, match="n_best: expected at most beam = 2 hypotheses, received 3"):
-        model.generate("the", 5, beam=2, num_samples=3)
+    for length in (5, 0):                                             # the same answer whatever the length
+        with pytest.raises(ConfigError, match=r"^num_samples: beam search returns at most beam = 2 continuations, "
+                                              r"received 3$"):
+            model.generate("the", length, beam=2, num_samples=3)
     for kw in ({"block_ngram": 2}, {"length_penalty": "avg"}, {"alpha": 1.0}):      # not silently dropped
         (name, value), = kw.items()
         with pytest.raises(ConfigError, match=rf"^{name}: a beam search setting; pass beam=K \(beam=1: greedy "

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import assert_close
 from seqnet.backend import make_backend, to_numpy
-from seqnet.errors import ConfigError, DTypeError, ShapeError
+from seqnet.errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from seqnet.training.clipping import clip_grad_norm, clip_grad_value
 from seqnet.kernels.optimizers import adam_update
 from seqnet.training.optimizers import make_optimizer
@@ -264,6 +264,49 @@ def test_bad_params_and_grads(xb):
         opt.step(params, grads)
 
 
+def _other_backend(xb):
+    """A backend that is not ``xb``'s: numpy for every other backend, strict's device1 for numpy."""
+    return make_backend("array_api_strict", "device1") if xb.name == "numpy" else make_backend("numpy")
+
+
+@pytest.mark.parametrize("moved", ["params", "one grad"])
+def test_arrays_of_another_backend_are_refused_before_any_update(xb, moved):
+    """A model moved after its optimizer was built, or one gradient from elsewhere: one line
+    naming the array and both backends, not the array library's own error."""
+    params = _on(xb, _host_data()[0])
+    opt = make_optimizer("adam", params, lr=0.1)
+    before = {k: to_numpy(v) for k, v in params.items()}
+    other = _other_backend(xb)
+    grads = {k: xb.xp.ones_like(v) for k, v in params.items()}
+    if moved == "params":
+        params = {k: other.asarray(to_numpy(v), "float32") for k, v in params.items()}
+        grads = {k: other.asarray(to_numpy(v), "float32") for k, v in grads.items()}
+        kind = "params"
+    else:
+        grads["fc.weight"] = other.asarray(np.ones(SHAPES["fc.weight"]), "float32")
+        kind = "grads"
+    name = "rnn.weight_ih_l0" if moved == "params" else "fc.weight"
+    with pytest.raises(BackendMismatchError, match=rf"^{kind}\['{name}'\]: expected a {xb.name} array on device "
+                                                   rf".*\(this optimizer's\), received a {other.name} array .*; build "
+                                                   r"the optimizer after moving the model"):
+        opt.step(params, grads)
+    assert opt.step_count == 0
+    if moved != "params":
+        assert all(np.array_equal(to_numpy(params[k]), before[k]) for k in params)
+
+
+@pytest.mark.parametrize("lr", [-5.0, float("nan"), float("inf"), "0.1", None, True])
+def test_setting_a_bad_lr_is_refused(xb, lr):
+    opt = make_optimizer("adam", _on(xb, _host_data()[0]), lr=0.1)
+    with pytest.raises(ConfigError, match=rf"^lr: expected a real number in \[0.0, inf\), received {lr!r}$"):
+        opt.lr = lr
+    assert opt.lr == 0.1
+    opt.lr = np.float32(0.5)                   # a schedule's value: numbers of any kind, 0 included
+    assert opt.lr == 0.5 and type(opt.lr) is float
+    opt.lr = 0
+    assert opt.lr == 0.0
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_a_gradient_unlike_its_parameter_is_refused_before_any_update(xb, name):
     """A transposed or broadcastable gradient, or one of another dtype, names the parameter;
@@ -358,6 +401,30 @@ def test_clipping_rejects_bad_values(xb):
         clip_grad_value(grads, -1, xp=xb.xp)
     with pytest.raises(ConfigError, match="grads: expected a non-empty dict"):
         clip_grad_norm({}, 1.0, xp=xb.xp)
+
+
+def test_clipping_takes_the_gradients_namespace_and_refuses_a_mix(xb):
+    host = _host_data()[1][0]
+    expected = math.sqrt(sum(float(np.sum(g.astype(np.float32).astype(np.float64) ** 2)) for g in host.values()))
+    for xp in ({}, {"xp": None}, {"xp": xb.xp}):               # xp is optional: the gradients' own
+        grads = _on(xb, host)
+        assert float(to_numpy(clip_grad_norm(grads, 1.0, **xp))) == pytest.approx(expected, rel=1e-5)
+        assert xb.owns(grads["fc.weight"])
+    other = _other_backend(xb)
+    with pytest.raises(BackendMismatchError, match=rf"^xp: expected the namespace of the gradients \("
+                                                   rf"{'array_api_strict' if xb.name == 'strict' else xb.name}"):
+        clip_grad_norm(_on(xb, host), 1.0, xp=other.xp)
+    mixed = _on(xb, host)
+    mixed["fc.weight"] = other.asarray(host["fc.weight"], "float32")
+    for clip in (lambda g: clip_grad_norm(g, 1.0), lambda g: clip_grad_value(g, 1.0)):
+        with pytest.raises(BackendMismatchError, match=r"^grads\['fc.weight'\]: expected a .* like "
+                                                       r"grads\['rnn.weight_ih_l0'\], received a "):
+            clip(mixed)
+    with pytest.raises(DTypeError, match=r"^grads\['ids'\]: expected a floating-point gradient, received dtype "
+                                         r"int64$"):
+        clip_grad_norm({"ids": xb.asarray(np.arange(3), "int64")}, 1.0)
+    with pytest.raises(ConfigError, match=r"^grads\['g'\]: expected an array, received list$"):
+        clip_grad_norm({"g": [1.0]}, 1.0)
 
 
 # -- schedules -------------------------------------------------------------------------------

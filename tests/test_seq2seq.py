@@ -280,6 +280,46 @@ def test_translate_refuses_one_text_for_a_list_of_texts():
             model.translate(one)
 
 
+def test_vocabularies_must_have_the_sequence_specials_and_the_model_s_sizes():
+    tagging = seqnet.data.Vocabulary.fit(["abc"], kind="char")                    # <UNK> only: ids 0-3 differ
+    with pytest.raises(ConfigError, match=r"^src_vocab: expected the specials <PAD>, <UNK>, <BOS>, <EOS> at ids 0-3 "
+                                          r"\(Vocabulary.fit\(..., specials=SEQUENCE_SPECIALS\)\), received "
+                                          r"\['<UNK>'\]$"):
+        Seq2Seq(4, 4, embed_size=4, hidden_size=6, src_vocab=tagging, tgt_vocab=tagging)
+    vocab = seqnet.data.Vocabulary.fit(["abc"], kind="char", specials=SEQUENCE_SPECIALS)     # 7 symbols
+    with pytest.raises(ConfigError, match=r"^tgt_vocab: expected 9 symbols \(the model's tgt_vocab_size\), "
+                                          r"received a vocabulary of 7$"):
+        Seq2Seq(7, 9, embed_size=4, hidden_size=6, src_vocab=vocab, tgt_vocab=vocab)
+    with pytest.raises(ConfigError, match=r"^src_vocab: expected a seqnet.data.Vocabulary \(or None\), received "
+                                          r"dict$"):
+        Seq2Seq(7, 7, embed_size=4, hidden_size=6, src_vocab={"a": 4})
+    with pytest.raises(ConfigError, match=r"^tgt_vocab_size: expected at least 4 ids \(ids 0-3 are <PAD>, <UNK>, "
+                                          r"<BOS>, <EOS>\), received 3$"):
+        Seq2Seq(8, 3, embed_size=4, hidden_size=6)                             # no <EOS>: it emitted <PAD>
+    model = Seq2Seq(7, 7, embed_size=4, hidden_size=6, seed=0)
+    with pytest.raises(ConfigError, match=r"^tgt_vocab: expected 7 symbols"):
+        model.tgt_vocab = seqnet.data.Vocabulary.fit(["abcd"], kind="char", specials=SEQUENCE_SPECIALS)
+    for flag in ("bidirectional", "input_feed", "share_embeddings"):
+        with pytest.raises(ConfigError, match=rf"^{flag}: expected True or False, received 'no'$"):
+            Seq2Seq(7, 7, embed_size=4, hidden_size=6, **{flag: "no"})
+
+
+def test_translate_refuses_bad_sources_seeds_and_an_unused_seed():
+    model = _model()
+    sources = [np.array([4, 5])]
+    with pytest.raises(ConfigError, match=r"^sources: expected a list of texts \(or id arrays\), received NoneType$"):
+        model.translate(None)
+    with pytest.raises(ConfigError, match=r"^seed: expected an integer >= 0 \(or None\), received 'x'$"):
+        model.translate(sources, sample=True, seed="x")
+    with pytest.raises(ConfigError, match=r"^seed: a sampling control; it needs sample=True \(search does not "
+                                          r"sample\); received seed=3$"):
+        model.translate(sources, seed=3)
+    with pytest.raises(ConfigError, match=r"^temperature: a sampling control; it needs sample=True"):
+        model.translate(sources, temperature=1.0)                     # given, though equal to the default
+    with pytest.raises(ConfigError, match=r"^sample: expected True or False, received 'yes'$"):
+        model.translate(sources, sample="yes")
+
+
 def _greedy_with_blocking(model, src, limit, n):
     """Greedy search written out for one source: the most likely token that is not a special
     (<PAD>, <UNK>, <BOS>) and does not repeat an n-gram of the output so far (n = 0: none),

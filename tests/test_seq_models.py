@@ -245,3 +245,64 @@ def test_generator_mask_is_checked_and_masked_targets_are_not_read(xb):
     full = float(to_numpy(gen.loss(ids, ids, cond, xb.asarray(mask))))
     masked = float(to_numpy(gen.loss(ids, xb.asarray(padded, "int64"), cond, xb.asarray(mask))))
     assert abs(masked - full) < 1e-6
+
+
+def test_generator_refuses_bad_end_and_banned_ids_and_seeds():
+    for end_id, message in ((2.7, r"end_id: expected an integer >= 0, received 2\.7"),
+                            ("a", r"end_id: expected an integer >= 0, received 'a'"),
+                            (5, r"end_id: expected an id in \[0, 5\), received 5")):
+        with pytest.raises(ConfigError, match=rf"^{message}$"):
+            ConditionalGenerator(5, num_conditions=2, hidden_size=2, end_id=end_id)
+    gen = ConditionalGenerator(5, num_conditions=2, hidden_size=2, seed=0)
+    with pytest.raises(ConfigError, match=r"^banned_id: expected an integer >= 0, received -1$"):
+        gen.generate([0] * 4, 5, banned_id=-1)                 # not the last id (the end id): nothing would end
+    for banned in (5, 4):
+        with pytest.raises(ConfigError, match=rf"^banned_id: expected an id in \[0, 5\) other than end_id = 4 "
+                                              rf"\(with it banned no sample ends\), received {banned}$"):
+            gen.generate([0] * 4, 5, banned_id=banned)
+    for seed in ("x", -1):
+        with pytest.raises(ConfigError, match=rf"^seed: expected an integer >= 0 \(or None\), received {seed!r}$"):
+            gen.generate([0], seed=seed)
+    with pytest.raises(ConfigError, match=r"^seed: expected an integer >= 0 \(or None\), received 'a'$"):
+        ConditionalGenerator(5, num_conditions=2, seed="a")
+
+
+@pytest.mark.parametrize("kw", [{"temperature": 0.5}, {"top_k": 2}, {"top_p": 0.5}, {"seed": 1}])
+def test_generator_greedy_refuses_sampling_controls(kw):
+    (name, value), = kw.items()
+    gen = ConditionalGenerator(5, num_conditions=2, hidden_size=2, seed=0)
+    with pytest.raises(ConfigError, match=rf"^{name}: a sampling control; greedy does not sample \(drop it or "
+                                          rf"greedy\); received {name}={value!r}$"):
+        gen.generate([0], greedy=True, **kw)
+    with pytest.raises(ConfigError, match=r"^greedy: expected True or False, received 'no'$"):
+        gen.generate([0], greedy="no")
+
+
+def test_generator_refuses_non_finite_condition_features():
+    gen = ConditionalGenerator(5, condition_size=2, hidden_size=2, seed=0)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ConfigError, match=r"^cond: expected finite feature values, received 1 NaN or infinite "
+                                              r"ones$"):
+            gen.generate(np.array([[bad, 1.0]]))
+
+
+def test_classifier_class_weights_threshold_and_grad_scale_are_checked():
+    with pytest.raises(ConfigError, match=r"^class_weights: expected 2 finite weights > 0 \(one per class\), "
+                                          r"received the str 'balanced' \(the command line's --class-weights"):
+        SequenceClassifier(2, vocab_size=4, class_weights="balanced")
+    with pytest.raises(ConfigError, match=r"^class_weights: expected 2 finite weights > 0 \(one per class\), "
+                                          r"received \[1, 'a'\]$"):
+        SequenceClassifier(2, vocab_size=4, class_weights=[1, "a"])
+    x = np.zeros((3, 2), dtype=np.int64)
+    labels = SequenceClassifier(2, vocab_size=4, hidden_size=2, multi_label=True, seed=0)
+    for threshold in ("a", 2, 0, 1.0, np.nan, True):
+        with pytest.raises(ConfigError, match=r"^threshold: expected a number in \(0, 1\), received "):
+            labels.predict(x, threshold=threshold)
+    assert labels.predict(x, threshold=0.3).shape == (2, 2)
+    single = SequenceClassifier(2, vocab_size=4, hidden_size=2, seed=0)
+    with pytest.raises(ConfigError, match=r"^threshold: only for multi_label models"):
+        single.predict(x, threshold=0.3)
+    for scale in ("a", np.nan, np.inf):
+        with pytest.raises(ConfigError, match=r"^grad_scale: expected a finite number, received "):
+            single.loss_and_grads(x, np.array([0, 1]), grad_scale=scale)
+    assert all(np.all(np.asarray(g) == 0) for g in single.grads.values())     # refused before any gradient

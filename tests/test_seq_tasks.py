@@ -257,3 +257,12 @@ def test_a_language_model_validation_tail_of_under_two_windows_is_warned_about(t
     assert MIN_VALID_WINDOWS == 2 and task.val_ids.shape[0] // 4 - 1 > 2 * 64 and said == []
     _, said = _create("lm", tmp_path / "off", val_fraction=0.0, **common)
     assert said == []
+
+
+def test_new_run_refuses_an_unknown_kind_and_another_task_s_config(tmp_path):
+    config = TASKS["classify"].Config(data="unused.tsv")
+    with pytest.raises(ConfigError, match=r"^kind: expected one of .*lm.*, received 'lmx'$"):
+        new_run("lmx", config, TrainerConfig(), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"^task_config: expected a \w+ for kind 'lm', received ClassifyConfig$"):
+        new_run("lm", config, TrainerConfig(), tmp_path / "run")
+    assert not (tmp_path / "run").exists()                           # refused before the run directory is made

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BackendMismatchError, CheckpointError, DTypeError
+from .errors import BackendMismatchError, CheckpointError, ConfigError, DTypeError
 from .files import atomic_write_bytes
 
 ARRAY_SUFFIXES = (".safetensors", ".npz")
@@ -96,19 +96,30 @@ def decode_arrays(data: bytes, path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Atomically write numpy ``arrays`` to ``path``; the format follows its suffix.
+def _check_suffix(path: Path) -> None:
+    """ConfigError naming ``path`` unless its suffix is a format this process can write."""
+    if path.suffix not in ARRAY_SUFFIXES:
+        raise ConfigError(f"path: expected a file name ending in .safetensors or .npz (the suffix names the format; "
+                          f"suffix() gives the preferred one), received {str(path)!r}")
+    if path.suffix == ".safetensors" and _safetensors is None:
+        raise ConfigError(f"path: cannot write {str(path)!r}: the safetensors package is not installed (use .npz)")
 
-    The suffix is replaced by .safetensors (when that package is importable) or .npz; the
-    path actually written is returned.
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Atomically write numpy ``arrays`` to exactly ``path``, in the format its suffix names
+    (.safetensors or .npz; any other suffix is refused, nothing is renamed), and return it as
+    a Path. ``name + suffix()`` is a name in the preferred format; :func:`load_arrays` reads
+    the file back from the same path.
     """
-    path = Path(path).with_suffix(suffix())
+    path = Path(path)
+    _check_suffix(path)
     atomic_write_bytes(path, encode_arrays(arrays, path))
     return path
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read the arrays of a .safetensors or .npz file (format from the suffix), without pickle.
+    """Read the arrays of a .safetensors or .npz file (format from the suffix, as
+    :func:`save_arrays` wrote it), without pickle.
 
     The dict is in file order, which safetensors chooses; look arrays up by name.
     """

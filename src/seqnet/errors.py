@@ -67,6 +67,29 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_real(name: str, value, expected: str = "a finite number", test=None) -> float:
+    """``value`` as a float; ConfigError naming ``name`` unless it is a finite real number (not a
+    bool, nan or inf, a str or an array) for which ``test(value)`` (when given) holds. ``expected``
+    says what is allowed ("a finite number > 0")."""
+    import math
+    import numbers
+
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (test is not None and not test(value)):
+        raise ConfigError(f"{name}: expected {expected}, received {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` as a bool; ConfigError naming ``name`` unless it is True or False (a numpy bool too):
+    ``bool("no")`` and ``bool("False")`` are True, so a string must not pass for a flag."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name}: expected True or False, received {value!r}")
+    return bool(value)
+
+
 def check_not_one_text(name: str, value, expected: str = "a list of texts", one: str = "text") -> None:
     """ConfigError naming ``name`` when ``value`` is a single str (or bytes) where a batch is
     expected: iterating it would silently take each character for an item."""

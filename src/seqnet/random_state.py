@@ -1,11 +1,30 @@
-"""A numpy Generator's exact state as JSON and back, so a resumed run draws the same numbers."""
+"""Seeds, and a numpy Generator's exact state as JSON and back, so a resumed run draws the same numbers.
+
+:func:`check_seed` is the one check of a ``seed`` argument (weights, dropout, sampling)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
+
+
+def check_seed(seed, name: str = "seed"):
+    """``seed`` unchanged when it is None (fresh randomness), an integer >= 0, or a
+    ``numpy.random.SeedSequence`` (a model hands its layers spawned ones); ConfigError naming
+    ``name`` otherwise (a str, a float, a bool, a negative number)."""
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"{name}: expected an integer >= 0 (or None), received {seed!r}")
+    return int(seed)
+
+
+def seed_sequence(seed, name: str = "seed") -> np.random.SeedSequence:
+    """A checked ``seed`` (see :func:`check_seed`) as a SeedSequence, to spawn one seed per part of a model."""
+    seed = check_seed(seed, name)
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
 
 
 def _to_plain(value: Any) -> Any:

@@ -1,5 +1,5 @@
 """Backends: the array namespace and device that seqnet computes with."""
-from .arrays import check_array, to_numpy
+from .arrays import check_array, host_int64, to_numpy
 from .registry import (
     BACKEND_NAMES,
     Backend,
@@ -16,6 +16,7 @@ __all__ = [
     "Backend",
     "backend",
     "check_array",
+    "host_int64",
     "describe_array",
     "float_dtype_name",
     "get_backend",

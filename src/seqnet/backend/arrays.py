@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendMismatchError, DTypeError, ShapeError
+from ..errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from .registry import Backend, _array_library, _dtype_to_name, describe_array
 
 
@@ -25,6 +25,17 @@ def to_numpy(x: Any) -> np.ndarray:
 
         return np.array(x.to_device(array_api_strict.Device("CPU_DEVICE")), copy=True, order="C")
     return np.array(x, copy=True, order="C")
+
+
+def host_int64(values: Any, name: str = "ids") -> np.ndarray:
+    """Host integers (a list, a numpy integer array) as int64, unchanged in value: DTypeError
+    naming ``name`` for floats (1.7 is no id), ConfigError for values int64 cannot hold."""
+    host = np.asarray(values)
+    if host.dtype.kind not in "iu" and not (host.size == 0 and host.dtype.kind == "f"):
+        raise DTypeError(f"{name}: expected host integer ids, received dtype {host.dtype}")
+    if host.dtype.kind == "u" and host.size and host.max() > np.iinfo(np.int64).max:
+        raise ConfigError(f"{name}: expected ids below 2**63 (int64), received {host.max()}")
+    return host.astype(np.int64)
 
 
 def check_array(backend: Backend, x: Any, name: str, *, ndim: int | None = None, dtype: Any = None):

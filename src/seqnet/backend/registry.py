@@ -234,7 +234,7 @@ def make_backend(name: str | Backend, device: Any = None) -> Backend:
     """Build the backend called ``name`` on ``device`` (checks availability now)."""
     if isinstance(name, Backend):
         return name if device is None else make_backend(name.name, device)
-    if name not in _FACTORIES:
+    if not isinstance(name, str) or name not in _FACTORIES:         # a list would be unhashable
         raise ConfigError(f"backend: expected one of {BACKEND_NAMES}, received {name!r}")
     return _FACTORIES[name](device)
 

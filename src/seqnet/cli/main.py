@@ -296,7 +296,7 @@ def cmd_sample(args) -> int:
         if args.beam is not None:
             raise SeqnetError(f"--beam: {args.run_dir} holds a conditional generator, which samples; drop --beam")
         _check_greedy(args)
-        args.temperature = 0.8 if args.temperature is None else args.temperature
+        args.temperature = _temperature(args)
         return labeled.cmd_sample(task, args)
     options = _sample_options(args)
     model = _load_language_model(args, task).model
@@ -323,6 +323,11 @@ def _check_greedy(args) -> None:
                           f"{args.num}")
 
 
+def _temperature(args) -> float | None:
+    """--temperature, 0.8 when not given; none with --greedy (which takes no sampling control)."""
+    return args.temperature if args.temperature is not None or args.greedy else 0.8
+
+
 def _sample_options(args) -> dict:
     """generate()'s sampling or beam-search keyword arguments; flags of the other mode are refused."""
     beam_flags = {"--length-penalty": args.length_penalty, "--alpha": args.alpha, "--block-ngram": args.block_ngram}
@@ -334,8 +339,8 @@ def _sample_options(args) -> dict:
         if given:
             raise SeqnetError(f"{given[0]}: applies to beam search only; add --beam K")
         _check_greedy(args)
-        return dict(temperature=0.8 if args.temperature is None else args.temperature, top_k=args.top_k,
-                    top_p=args.top_p, greedy=args.greedy, seed=args.seed)
+        return dict(temperature=_temperature(args), top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
+                    seed=args.seed)
     if args.beam < 1:
         raise SeqnetError(f"--beam: expected a positive integer, received {args.beam}")
     if args.num > args.beam:

@@ -13,6 +13,7 @@ from dataclasses import MISSING, fields
 
 from ..config import FRACTION, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, PROBABILITY
 from ..config import Settings, choices_of, flag_of
+from ..decoding import MIN_TEMPERATURE
 from ..errors import SeqnetError
 
 _INT_KINDS = (POSITIVE_INT, NONNEGATIVE_INT)
@@ -71,6 +72,9 @@ def check_sampling_flags(args) -> None:
             raise SeqnetError(f"{flag}: expected a positive integer, received {value}")
     if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
         raise SeqnetError(f"--temperature: expected a finite number > 0, received {args.temperature}")
+    if args.temperature is not None and args.temperature < MIN_TEMPERATURE:
+        raise SeqnetError(f"--temperature: expected at least {MIN_TEMPERATURE} (smaller ones make logits / temperature "
+                          f"overflow; --greedy takes the most likely token), received {args.temperature}")
     top_p = getattr(args, "top_p", None)
     if top_p is not None and not 0 < top_p <= 1:
         raise SeqnetError(f"--top-p: expected a probability in (0, 1], received {top_p}")

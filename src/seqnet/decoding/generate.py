@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from .. import kernels
 from ..backend import to_numpy
-from ..errors import ConfigError
+from ..random_state import check_seed
 from .sampling import check_sampling
 from .search import TokenSteps, _sample_loop, check_count
 
@@ -34,13 +34,6 @@ class DeviceTokenSteps(Protocol):
 
     def step(self, ids: Any, state: Any) -> tuple[Any, Any]:
         """ids (N,) int64 on the device -> (scores (N, V) on the device, new state)."""
-
-
-def check_seed(seed) -> int | None:
-    """A sampling seed: None (fresh randomness) or an integer >= 0."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ConfigError(f"seed: expected an integer >= 0 (or none), received {seed!r}")
-    return seed
 
 
 def sample_tokens(steps: TokenSteps, prefix: np.ndarray, length: int, *, rng: np.random.Generator,
@@ -74,6 +67,7 @@ def sample_tokens_on_device(steps: DeviceTokenSteps, prefix: np.ndarray, length:
     ``eos_id`` it checks for finished rows then, and cuts the result where sample_tokens stops.
     """
     check_sampling(temperature, None, None)
+    temperature = 1.0 if temperature is None else temperature
     length = check_count("length", length, low=0)
     backend = steps.backend
     choose = kernels.kernel(backend, "next_tokens")

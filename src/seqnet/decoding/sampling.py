@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_bool
+
+# Below this temperature, logits / temperature overflow float64 (and float32 on devices without
+# it) for logits of ordinary size, and every token would look equally (in)finite.
+MIN_TEMPERATURE = 1e-6
 
 
 def is_finite_number(value) -> bool:
@@ -16,13 +20,35 @@ def is_finite_number(value) -> bool:
             and bool(np.isfinite(value)))
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not (is_finite_number(temperature) and temperature > 0):
+def check_sampling(temperature: float | None, top_k: int | None, top_p: float | None) -> None:
+    """The sampling controls, each None when not given (temperature None: 1)."""
+    if temperature is not None and not (is_finite_number(temperature) and temperature > 0):
         raise ConfigError(f"temperature: expected a finite number > 0, received {temperature!r}")
+    if temperature is not None and temperature < MIN_TEMPERATURE:
+        raise ConfigError(f"temperature: expected at least {MIN_TEMPERATURE} (smaller ones make logits / temperature "
+                          f"overflow; greedy=True takes the most likely token), received {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ConfigError(f"top_k: expected a positive integer or None, received {top_k!r}")
     if top_p is not None and not (is_finite_number(top_p) and 0 < top_p <= 1):
         raise ConfigError(f"top_p: expected a probability in (0, 1] or None, received {top_p!r}")
+
+
+def refuse_given(why: str, **controls) -> None:
+    """ConfigError naming the first of ``controls`` that was given (not None, not False) where it
+    does nothing: ``why`` says so. A control is "given" by its value, never by comparing it with
+    a default (temperature=1 is given)."""
+    for name, value in controls.items():
+        if value is not None and value is not False:
+            raise ConfigError(f"{name}: {why}; received {name}={value!r}")
+
+
+def check_greedy(greedy, **controls) -> bool:
+    """``greedy`` as a bool; with greedy=True the sampling ``controls`` given (temperature, top_k,
+    top_p, and seed where nothing else draws from it) are refused, since the most likely token
+    does not depend on them (the rule of the command line's --greedy)."""
+    if check_bool("greedy", greedy):
+        refuse_given("a sampling control; greedy does not sample (drop it or greedy)", **controls)
+    return bool(greedy)
 
 
 def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,

@@ -147,6 +147,7 @@ def _sample_loop(steps, prefix, max_len, *, rng, greedy, temperature, top_k, top
     -inf in the step's own logits (no copy, no log-softmax: the per-token cost of plain
     generation)."""
     check_sampling(temperature, top_k, top_p)
+    temperature = 1.0 if temperature is None else temperature
     min_len = check_count("min_len", min_len, low=0)
     if not greedy and rng is None:
         raise ConfigError("rng: sampling needs a numpy Generator (or greedy=True)")

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..backend import check_array, describe_array
 from ..errors import ConfigError, ShapeError, check_positive_int
+from ..random_state import seed_sequence
 from .base import BackpropOnce, Layer
 from .linear import Linear
 from .masks import check_lengths
@@ -104,8 +105,7 @@ class Attention(Layer):
         if kind == "dot" and query_size != memory_size:
             raise ConfigError(f"attention: 'dot' scores need query_size == memory_size, received {query_size} and "
                               f"{memory_size} (use 'general', or make the decoder's hidden size the encoder's output size)")
-        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        seeds = root.spawn(4)
+        seeds = seed_sequence(seed).spawn(4)
         self.linear_out = self.add("linear_out", Linear(memory_size + query_size, self.out_size, bias=False,
                                                         dtype=dtype, seed=seeds[0]))
         if kind == "general":

@@ -21,6 +21,7 @@ import numpy as np
 from .. import kernels
 from ..backend import check_array, to_numpy
 from ..errors import ShapeError, check_positive_int
+from ..random_state import check_seed
 from .base import BackpropOnce, Layer
 from .embedding import check_token_ids
 from .loss import check_d_loss
@@ -33,7 +34,7 @@ class LinearChainCRF(Layer):
     def __init__(self, num_tags: int, dtype: Any = None, seed: int | None = None):
         super().__init__(dtype)
         self.num_tags = check_positive_int("num_tags", num_tags)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         k = self.num_tags
         self._init_params({"transitions": rng.uniform(-0.1, 0.1, (k, k)),
                            "start_transitions": rng.uniform(-0.1, 0.1, k),

@@ -12,6 +12,14 @@ def check_dropout(p: float, name: str = "dropout") -> float:
     return float(p)
 
 
+def stack_dropout(p: float, num_layers) -> float:
+    """The ``dropout`` a model hands its recurrent stack of ``num_layers``: ``p`` between stacked
+    layers, 0 for one layer (the model drops its own inputs and outputs; a one-layer stack has
+    nothing between layers, and a recurrent layer warns when given dropout it cannot use)."""
+    p = check_dropout(p)
+    return p if isinstance(num_layers, int) and num_layers > 1 else 0.0
+
+
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, backend, dtype_name: str):
     """A (shape) array of 0 and 1/(1-p): multiply activations by it, and their gradients too."""
     keep = rng.random(shape) >= p

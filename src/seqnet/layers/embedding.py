@@ -8,6 +8,7 @@ import numpy as np
 from .. import kernels
 from ..backend import check_array
 from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
+from ..random_state import check_seed
 from .base import BackpropOnce, Layer
 from .masks import check_steps_and_rows
 
@@ -49,7 +50,7 @@ class Embedding(Layer):
         super().__init__(dtype)
         self.num_embeddings = check_positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         self._init_params({"weight": rng.standard_normal((self.num_embeddings, self.embedding_dim))})
 
     @property

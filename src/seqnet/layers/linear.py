@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import check_array
 from ..errors import ShapeError, check_positive_int
+from ..random_state import check_seed
 from .base import BackpropOnce, Layer, Parameter
 
 
@@ -24,7 +25,7 @@ class Linear(Layer):
         super().__init__(dtype)
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         bound = 1.0 / math.sqrt(self.in_features)
         drawn = rng.uniform(-bound, bound, (self.out_features, self.in_features))  # drawn even when tied: same bias
         params = {} if weight is not None else {"weight": drawn}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,10 @@ import numpy as np
 from .. import kernels
 from ..backend import check_array
 from ..cells import Cell, GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
-from ..errors import ConfigError, DTypeError, ShapeError, check_positive_int
+from ..errors import ConfigError, DTypeError, SeqnetWarning, ShapeError, check_bool, check_positive_int, check_real
 from ..kernels import time_loop
 from ..kernels.time_loop import UnitParams
+from ..random_state import check_seed
 from .base import BackpropOnce, Layer
 from .dropout import check_dropout, dropout_mask
 from .embedding import check_token_ids
@@ -76,16 +78,20 @@ class Recurrent(Layer):
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
+        self.bias = check_bool("bias", bias)
+        self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = check_dropout(dropout)
-        self.bidirectional = bool(bidirectional)
+        if self.dropout and self.num_layers == 1:
+            warnings.warn(f"dropout: acts between stacked layers, so with num_layers=1 dropout={dropout!r} does "
+                          "nothing (as in PyTorch)", SeqnetWarning, stacklevel=3)
+        self.bidirectional = check_bool("bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         if init not in INITS:
             raise ConfigError(f"init: expected one of {INITS}, received {init!r}")
         self.init = init
-        self.forget_bias = forget_bias
-        self.dropout_rng = np.random.default_rng(seed)
+        self.forget_bias = None if forget_bias is None else check_real("forget_bias", forget_bias,
+                                                                       "a finite number (or None)")
+        self.dropout_rng = np.random.default_rng(check_seed(seed))
         self._init_params(self._initial_host_params(self.dropout_rng))
 
     # -- parameter names and layout ---------------------------------------------------
@@ -577,7 +583,7 @@ class LSTM(Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=None, seed=None, init="uniform", forget_bias=None, layer_norm=False):
-        self.layer_norm = bool(layer_norm)
+        self.layer_norm = check_bool("layer_norm", layer_norm)
         super().__init__(LayerNormLSTMCell() if self.layer_norm else LSTMCell(), input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, dtype, seed, init, forget_bias)
 
@@ -587,8 +593,8 @@ class GRU(Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype=None, seed=None, init="uniform", reset_after=True):
-        self.reset_after = bool(reset_after)
-        super().__init__(GRUCell(reset_after), input_size, hidden_size, num_layers, bias, batch_first, dropout,
+        self.reset_after = check_bool("reset_after", reset_after)
+        super().__init__(GRUCell(self.reset_after), input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed, init)
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from ..backend import check_array, to_numpy
-from ..errors import ConfigError, ShapeError, check_positive_int
+from ..errors import ConfigError, ShapeError, check_bool, check_positive_int, check_real
 from ..layers import Layer, Linear, SequencePooling, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from ..layers.base import BackpropOnce
 from ..layers.dropout import dropout
 from ..layers.embedding import check_token_ids
+from ..random_state import seed_sequence
 from .encoder import SequenceEncoder
 
 
@@ -34,8 +35,8 @@ class SequenceClassifier(Layer):
                  multi_label: bool = False, class_weights=None, dtype: Any = None, seed: int | None = None):
         super().__init__(dtype)
         self.num_classes = check_positive_int("num_classes", num_classes)
-        self.multi_label = bool(multi_label)
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        self.multi_label = check_bool("multi_label", multi_label)
+        seeds = seed_sequence(seed).spawn(4)
         self.dropout_rng = np.random.default_rng(seeds[3])
         self.encoder = self.add("encoder", SequenceEncoder(
             vocab_size=vocab_size, input_size=input_size, embed_size=embed_size, hidden_size=hidden_size,
@@ -52,10 +53,16 @@ class SequenceClassifier(Layer):
     def _check_weights(self, weights) -> np.ndarray:
         if self.multi_label:
             raise ConfigError("class_weights: only for multi-class classification (softmax), not multi_label")
-        host = np.asarray(weights, dtype=np.float64)
-        if host.shape != (self.num_classes,) or not np.all(np.isfinite(host)) or np.any(host <= 0):
-            raise ConfigError(f"class_weights: expected {self.num_classes} finite weights > 0 (one per class), "
-                              f"received {weights!r}")
+        expected = f"class_weights: expected {self.num_classes} finite weights > 0 (one per class)"
+        if isinstance(weights, str):
+            raise ConfigError(f"{expected}, received the str {weights!r} (the command line's --class-weights balanced "
+                              "computes weights from the training labels: seqnet.tasks.classify.balanced_weights)")
+        try:
+            host = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            host = None
+        if host is None or host.shape != (self.num_classes,) or not np.all(np.isfinite(host)) or np.any(host <= 0):
+            raise ConfigError(f"{expected}, received {weights!r}")
         return host
 
     # -- forward --------------------------------------------------------------------
@@ -116,7 +123,7 @@ class SequenceClassifier(Layer):
         targets = self.check_targets(targets, batch)
         logits, backprop = self.forward(x, lengths)
         loss, loss_back = self._loss(logits, targets)
-        backprop(loss_back(grad_scale))
+        backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss
 
     def loss(self, x, targets, lengths=None):
@@ -137,7 +144,13 @@ class SequenceClassifier(Layer):
         """Host (B, C): class probabilities (rows sum to 1) or per-label probabilities."""
         return to_numpy(self.probabilities(self(x, lengths)))
 
-    def predict(self, x, lengths=None, threshold: float = 0.5) -> np.ndarray:
-        """Host: the most probable class (B,) int64, or labels above ``threshold`` (B, C) bool."""
+    def predict(self, x, lengths=None, threshold: float | None = None) -> np.ndarray:
+        """Host: the most probable class (B,) int64, or (``multi_label``) the labels whose
+        probability is at least ``threshold`` (a number in (0, 1), default 0.5) (B, C) bool."""
+        if threshold is not None and not self.multi_label:
+            raise ConfigError(f"threshold: only for multi_label models (a single-label model predicts its most "
+                              f"probable class), received threshold={threshold!r}")
+        threshold = 0.5 if threshold is None else check_real("threshold", threshold, "a number in (0, 1)",
+                                                             lambda t: 0 < t < 1)
         probs = self.predict_proba(x, lengths)
         return probs >= threshold if self.multi_label else np.argmax(probs, axis=-1).astype(np.int64)

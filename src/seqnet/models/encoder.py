@@ -14,8 +14,9 @@ from ..backend import check_array
 from ..errors import ConfigError, ShapeError
 from ..layers import RECURRENT_LAYERS, Embedding, Layer
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout
+from ..layers.dropout import check_dropout, dropout, stack_dropout
 from ..layers.masks import check_steps_and_rows
+from ..random_state import seed_sequence
 
 
 def check_cell(cell: str) -> str:
@@ -40,14 +41,15 @@ class SequenceEncoder(Layer):
                               f"vocab_size={vocab_size!r}, input_size={input_size!r}")
         check_cell(cell)
         self.dropout = check_dropout(dropout)
-        seeds = (seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)).spawn(2)
+        seeds = seed_sequence(seed).spawn(2)
         self.dropout_rng = dropout_rng if dropout_rng is not None else np.random.default_rng(seeds[1])
         self.embedding = None
         if vocab_size is not None:
             self.embedding = self.add("embedding", Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0]))
             input_size = embed_size
         self.input_size = input_size
-        self.rnn = self.add("rnn", RECURRENT_LAYERS[cell](input_size, hidden_size, num_layers, dropout=dropout,
+        self.rnn = self.add("rnn", RECURRENT_LAYERS[cell](input_size, hidden_size, num_layers,
+                                                          dropout=stack_dropout(dropout, num_layers),
                                                           bidirectional=bidirectional, dtype=dtype, seed=seeds[1]))
         self.rnn.dropout_rng = self.dropout_rng
 

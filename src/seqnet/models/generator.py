@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import check_array, to_numpy
-from ..decoding import check_sampling, sample_tokens
-from ..decoding.generate import check_count
-from ..errors import ConfigError, ShapeError, check_positive_int
+from ..backend import check_array, host_int64, to_numpy
+from ..decoding import check_greedy, check_sampling, sample_tokens
+from ..decoding.generate import check_count, check_seed
+from ..errors import ConfigError, ShapeError, check_bool, check_positive_int, check_real
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout
+from ..layers.dropout import check_dropout, dropout, stack_dropout
 from ..layers.embedding import check_token_ids
 from ..layers.loss import check_target_ids
+from ..random_state import seed_sequence
 from .encoder import check_cell
 
 
@@ -45,12 +46,12 @@ class ConditionalGenerator(Layer):
             raise ConfigError(f"num_conditions, condition_size: give exactly one (condition ids or feature vectors), "
                               f"received num_conditions={num_conditions!r}, condition_size={condition_size!r}")
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
-        self.end_id = self.vocab_size - 1 if end_id is None else int(end_id)
-        if not 0 <= self.end_id < self.vocab_size:
+        self.end_id = self.vocab_size - 1 if end_id is None else check_count("end_id", end_id, low=0)
+        if self.end_id >= self.vocab_size:
             raise ConfigError(f"end_id: expected an id in [0, {self.vocab_size}), received {end_id!r}")
         self.dropout = check_dropout(dropout)
-        self.condition_input = bool(condition_input)
-        seeds = np.random.SeedSequence(seed).spawn(6)
+        self.condition_input = check_bool("condition_input", condition_input)
+        seeds = seed_sequence(seed).spawn(6)
         self.dropout_rng = np.random.default_rng(seeds[5])
         self.condition = None
         if num_conditions is not None:
@@ -63,8 +64,8 @@ class ConditionalGenerator(Layer):
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.init = self.add("init", Linear(self.condition_size, num_layers * hidden_size, dtype=dtype, seed=seeds[2]))
         rnn_input = embed_size + (self.condition_size if self.condition_input else 0)
-        self.rnn = self.add("rnn", RECURRENT_LAYERS[check_cell(cell)](rnn_input, hidden_size, num_layers,
-                                                                       dropout=dropout, dtype=dtype, seed=seeds[3]))
+        self.rnn = self.add("rnn", RECURRENT_LAYERS[check_cell(cell)](
+            rnn_input, hidden_size, num_layers, dropout=stack_dropout(dropout, num_layers), dtype=dtype, seed=seeds[3]))
         self.rnn.dropout_rng = self.dropout_rng
         self.decoder = self.add("decoder", Linear(hidden_size, vocab_size, dtype=dtype, seed=seeds[4]))
 
@@ -166,7 +167,7 @@ class ConditionalGenerator(Layer):
         targets, mask = check_target_ids(self.backend, targets, self.vocab_size, mask)
         (logits, _), backprop = self.forward(inputs, cond)
         loss, loss_back = softmax_cross_entropy(logits, targets, mask, xp=self.backend.xp)
-        backprop(loss_back(grad_scale))
+        backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss
 
     def loss(self, inputs, targets, cond, mask=None):
@@ -177,7 +178,7 @@ class ConditionalGenerator(Layer):
 
     # -- generation ---------------------------------------------------------------------
     def device_ids(self, host_ids) -> Any:
-        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+        return self.backend.asarray(host_int64(host_ids), "int64")
 
     def device_condition(self, cond):
         """Host condition ids (N,) or feature rows (N, F) as this backend's array."""
@@ -193,21 +194,33 @@ class ConditionalGenerator(Layer):
             raise ConfigError(f"cond: expected host {expected} of {what} dtype, received dtype {host.dtype}")
         if self.condition is not None:
             return self.device_ids(np.atleast_1d(host))
+        if not np.all(np.isfinite(host)):
+            raise ConfigError(f"cond: expected finite feature values, received {int(np.sum(~np.isfinite(host)))} "
+                              "NaN or infinite ones")
         return self.backend.asarray(np.atleast_2d(host.astype(np.float64)), self.dtype_name)
 
-    def generate(self, cond, max_length: int = 50, *, temperature: float = 1.0, top_k: int | None = None,
+    def generate(self, cond, max_length: int = 50, *, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, greedy: bool = False, seed: int | None = None,
                  banned_id: int | None = None) -> list[np.ndarray]:
         """One sample per condition in ``cond`` (host ids (N,) or features (N, F); repeat a
         condition for several samples), all in one batch. Returns host id arrays, each cut
-        before its first ``end_id`` (at most ``max_length`` tokens)."""
+        before its first ``end_id`` (at most ``max_length`` tokens). ``banned_id`` (an id other
+        than ``end_id``, e.g. <UNK>) is never produced. ``greedy`` refuses the sampling
+        controls (temperature (default 1), top_k, top_p, seed)."""
         check_sampling(temperature, top_k, top_p)
+        greedy = check_greedy(greedy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        rng = np.random.default_rng(check_seed(seed))
         max_length = check_count("max_length", max_length, low=1)
+        if banned_id is not None:
+            banned_id = check_count("banned_id", banned_id, low=0)
+            if banned_id >= self.vocab_size or banned_id == self.end_id:
+                raise ConfigError(f"banned_id: expected an id in [0, {self.vocab_size}) other than end_id = "
+                                  f"{self.end_id} (with it banned no sample ends), received {banned_id}")
         device_cond = self.check_condition(self.device_condition(cond))
         count = device_cond.shape[0]
         prefix = np.full((1, count), self.end_id, dtype=np.int64)
-        sampled = sample_tokens(ConditionalSteps(self, device_cond), prefix, max_length + 1,
-                                rng=np.random.default_rng(seed), temperature=temperature, top_k=top_k, top_p=top_p,
+        sampled = sample_tokens(ConditionalSteps(self, device_cond), prefix, max_length + 1, rng=rng,
+                                temperature=1.0 if temperature is None else temperature, top_k=top_k, top_p=top_p,
                                 greedy=greedy, eos_id=self.end_id, banned_id=banned_id)
         out = []
         for n in range(count):

@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import to_numpy
-from ..decoding import beam_search, check_sampling, sample_tokens, sample_tokens_on_device
+from ..backend import host_int64, to_numpy
+from ..decoding import beam_search, check_greedy, check_sampling, refuse_given, sample_tokens, sample_tokens_on_device
 from ..decoding.generate import check_count, check_seed
-from ..errors import ConfigError
+from ..errors import ConfigError, check_bool, check_real
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout
+from ..layers.dropout import check_dropout, dropout, stack_dropout
 from ..layers.embedding import check_token_ids
 from ..layers.loss import check_target_ids
+from ..random_state import seed_sequence
 
 # From this embedding size on, layer 0's input projections are looked up in the input table
 # E @ W_ih (V, G*H) instead of computed as E[ids] @ W_ih, and backward gets the gradients of
@@ -31,6 +32,12 @@ from ..layers.loss import check_target_ids
 # are cheaper: on the project's 2-core machine, with bench.py's S, M and L models, the
 # lookup made training steps 8% slower at embed 32 and 4-30% faster at embed 128 and 256.
 INPUT_TABLE_MIN_EMBED = 64
+
+
+def _check_text(name: str, text) -> str:
+    if not isinstance(text, str):
+        raise ConfigError(f"{name}: expected a text (str), received {type(text).__name__}")
+    return text
 
 
 class LanguageModel(Layer):
@@ -46,6 +53,7 @@ class LanguageModel(Layer):
                  cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False, dtype: Any = None,
                  seed: int | None = None, tokenizer=None, layer_norm: bool = False):
         super().__init__(dtype)
+        tie_weights, layer_norm = check_bool("tie_weights", tie_weights), check_bool("layer_norm", layer_norm)
         if cell not in RECURRENT_LAYERS:
             raise ConfigError(f"cell: expected one of {tuple(RECURRENT_LAYERS)}, received {cell!r}")
         if layer_norm and cell != "lstm":
@@ -58,20 +66,34 @@ class LanguageModel(Layer):
                            layer_norm=bool(layer_norm))
         self.dropout = check_dropout(dropout)
         self.tie_weights = bool(tie_weights)
-        self.tokenizer = tokenizer
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        seeds = seed_sequence(seed).spawn(4)
         self.dropout_rng = np.random.default_rng(seeds[3])          # every dropout mask; checkpointed
         self.embedding = self.add("embedding", Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0]))
         extra = {"layer_norm": True} if layer_norm else {}
-        self.rnn = self.add("rnn", RECURRENT_LAYERS[cell](embed_size, hidden_size, num_layers, dropout=dropout,
+        self.rnn = self.add("rnn", RECURRENT_LAYERS[cell](embed_size, hidden_size, num_layers,
+                                                          dropout=stack_dropout(dropout, num_layers),
                                                           dtype=dtype, seed=seeds[1], **extra))
         self.rnn.dropout_rng = self.dropout_rng
         self.decoder = self.add("decoder", Linear(hidden_size, vocab_size, dtype=dtype, seed=seeds[2],
                                                   weight=self.embedding.weight if self.tie_weights else None))
+        self.tokenizer = tokenizer
 
     @property
     def vocab_size(self) -> int:
         return self.embedding.num_embeddings
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of :meth:`score` and :meth:`generate` (None: ids only); one of ``vocab_size`` ids."""
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        size = getattr(tokenizer, "vocab_size", None)
+        if tokenizer is not None and size != self.vocab_size:
+            raise ConfigError(f"tokenizer: expected one of vocab_size = {self.vocab_size} ids (the model's), received "
+                              f"a {type(tokenizer).__name__} of {size} ids")
+        self._tokenizer = tokenizer
 
     # -- forward and training ---------------------------------------------------------
     def check_ids(self, ids, name: str = "ids"):
@@ -147,7 +169,7 @@ class LanguageModel(Layer):
         targets, mask = check_target_ids(self.backend, targets, self.vocab_size, mask)
         (logits, h_n), backprop = self.forward(inputs, hx)
         loss, loss_back = softmax_cross_entropy(logits, targets, mask, xp=self.backend.xp)
-        backprop(loss_back(grad_scale))
+        backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss, h_n
 
     def loss(self, inputs, targets, hx=None, mask=None):
@@ -166,7 +188,7 @@ class LanguageModel(Layer):
 
     def device_ids(self, host_ids: np.ndarray):
         """Host token ids (any integer array) as an int64 array on this model's backend."""
-        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+        return self.backend.asarray(host_int64(host_ids), "int64")
 
     def score(self, text: str) -> dict:
         """Log-probability of ``text`` under the model.
@@ -175,7 +197,8 @@ class LanguageModel(Layer):
         context). Characters never seen in training map to <UNK>. Returns total
         ``log_prob`` (nats), ``bits_per_token`` and the number of ``tokens`` scored.
         """
-        ids = self._require_tokenizer().encode(text)
+        tokenizer = self._require_tokenizer()
+        ids = tokenizer.encode(_check_text("text", text))
         if ids.shape[0] < 2:
             raise ConfigError(f"text: expected at least 2 tokens to score, received {ids.shape[0]}")
         loss, _ = self.loss(self.device_ids(ids[:-1, None]), self.device_ids(ids[1:, None]))
@@ -183,10 +206,10 @@ class LanguageModel(Layer):
         count = ids.shape[0] - 1
         return {"log_prob": -nats * count, "bits_per_token": nats / math.log(2), "tokens": count}
 
-    def generate(self, prime: str = "", length: int = 200, *, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, greedy: bool = False, seed: int | None = None, num_samples: int = 1,
-                 stop_at_eos: bool = True, beam: int | None = None, length_penalty: str = "none", alpha: float = 0.0,
-                 block_ngram: int = 0) -> list[str]:
+    def generate(self, prime: str = "", length: int = 200, *, temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None, greedy: bool = False, seed: int | None = None,
+                 num_samples: int = 1, stop_at_eos: bool = True, beam: int | None = None, length_penalty: str = "none",
+                 alpha: float = 0.0, block_ngram: int = 0) -> list[str]:
         """Sample ``num_samples`` continuations of ``prime`` in one batch; returns the texts (prime included).
 
         Word models stop a sample at <EOS> when ``stop_at_eos``. Unknown characters in
@@ -194,26 +217,39 @@ class LanguageModel(Layer):
         search (:func:`seqnet.decoding.beam_search`) returns the ``num_samples`` most likely
         continuations of up to ``length`` tokens instead, best first, ranked with
         ``length_penalty`` / ``alpha`` and without repeated ``block_ngram``-grams; the sampling
-        controls (temperature, top_k, top_p, greedy, seed) do not apply to it.
+        controls (temperature (default 1), top_k, top_p, greedy, seed) do not apply to it and are
+        refused when given, as temperature, top_k and top_p are with ``greedy``.
         """
         tokenizer = self._require_tokenizer()
+        _check_text("prime", prime)
+        if tokenizer.vocab_size == 1 and tokenizer.unk_id is not None:
+            raise ConfigError("tokenizer: its vocabulary holds only <UNK>, which is never generated; nothing to generate")
         check_sampling(temperature, top_k, top_p)
         length = check_count("length", length, low=0)
         num_samples = check_count("num_samples", num_samples, low=1)
-        rng = np.random.default_rng(check_seed(seed))
-        prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
-        if prime_ids.shape[0] == 0:                    # no context: start as after a line end
-            prime_ids = self._line_start(tokenizer, rng)
-        eos = tokenizer.eos_id if stop_at_eos else None
+        eos = tokenizer.eos_id if check_bool("stop_at_eos", stop_at_eos) else None
         if beam is None:
             for name, value, off in (("length_penalty", length_penalty, "none"), ("alpha", alpha, 0.0),
                                      ("block_ngram", block_ngram, 0)):
                 if value != off:
                     raise ConfigError(f"{name}: a beam search setting; pass beam=K (beam=1: greedy search with it), "
                                       f"received {name}={value!r}")
+            # seed stays allowed: it also draws the start of an empty prime without a line end
+            greedy = check_greedy(greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+        else:
+            refuse_given("beam search does not sample (drop it or beam)", temperature=temperature, top_k=top_k,
+                         top_p=top_p, seed=seed, greedy=check_bool("greedy", greedy))
+            beam = check_count("beam", beam, low=1)
+            if num_samples > beam:
+                raise ConfigError(f"num_samples: beam search returns at most beam = {beam} continuations, received "
+                                  f"{num_samples}")
+        rng = np.random.default_rng(check_seed(seed))
+        prime_ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
+        if prime_ids.shape[0] == 0:                    # no context: start as after a line end
+            prime_ids = self._line_start(tokenizer, rng)
         if beam is not None:
-            return self._beam_generate(prime_ids, length, beam, num_samples, eos, length_penalty, alpha, block_ngram,
-                                       temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+            return self._beam_generate(prime_ids, length, beam, num_samples, eos, length_penalty, alpha, block_ngram)
+        temperature = 1.0 if temperature is None else temperature
         prefix = np.repeat(prime_ids[:, None], num_samples, axis=1)
         if self.backend.name != "numpy" and top_k is None and top_p is None:
             # Scores and ids stay on the device: no host round trip per token (numpy's host
@@ -228,19 +264,17 @@ class LanguageModel(Layer):
         return [self._decode_until_eos(np.concatenate([prime_ids, sampled[:, n]]), len(prime_ids), eos)
                 for n in range(num_samples)]
 
-    def _beam_generate(self, prime_ids, length, beam, n_best, eos, length_penalty, alpha, block_ngram, **sampling):
-        changed = [name for name, value in sampling.items() if value not in (None, False, 1.0)]
-        if changed:
-            raise ConfigError(f"beam: beam search does not sample; drop {', '.join(changed)} (received "
-                              + ", ".join(f"{k}={sampling[k]!r}" for k in changed) + ")")
-        beam = check_count("beam", beam, low=1)
+    def _beam_generate(self, prime_ids, length, beam, n_best, eos, length_penalty, alpha, block_ngram):
         if length == 0:
-            return [self.tokenizer.decode(prime_ids)] * min(n_best, beam)
+            return [self.tokenizer.decode(prime_ids)] * n_best
         banned = () if self.tokenizer.unk_id is None else (self.tokenizer.unk_id,)
         (hyps,) = beam_search(self.token_steps(beam, length), prime_ids[:, None], length, beam=beam, n_best=n_best,
                               eos_id=eos, banned_ids=banned, length_penalty=length_penalty, alpha=alpha,
                               block_ngram=block_ngram)
         if not hyps:                                   # every token blocked before ``length``: nothing to return
+            if not block_ngram:
+                raise ConfigError(f"tokenizer: every token of its vocabulary is banned (<UNK> is never generated); "
+                                  f"no continuation of {length} tokens")
             raise ConfigError(f"block_ngram: no continuation of {length} tokens avoids repeating a {block_ngram}-gram "
                               f"of itself; lower length or block_ngram")
         ends = [np.array([eos] if h.finished else [], dtype=np.int64) for h in hyps]

@@ -19,24 +19,43 @@ re-indexes for beams, and :meth:`Seq2Seq.translate` for text.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..backend import check_array, to_numpy
-from ..data.vocabulary import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from ..decoding import beam_search, check_length_penalty, check_sampling, sample_search
+from ..backend import check_array, host_int64, to_numpy
+from ..data.vocabulary import BOS_ID, EOS_ID, PAD_ID, SEQUENCE_SPECIALS, UNK_ID, Vocabulary
+from ..decoding import beam_search, check_length_penalty, check_sampling, refuse_given, sample_search
 from ..decoding.sampling import is_finite_number
 from ..decoding.search import check_count
-from ..errors import ConfigError, ShapeError, check_not_one_text, check_positive_int
+from ..errors import (ConfigError, ShapeError, check_bool, check_not_one_text, check_positive_int,
+                      check_real)
 from ..layers import RECURRENT_LAYERS, Attention, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.attention import check_attention_type
 from ..layers.base import BackpropOnce
-from ..layers.dropout import check_dropout, dropout_mask
+from ..layers.dropout import check_dropout, dropout_mask, stack_dropout
 from ..layers.embedding import check_token_ids
 from ..layers.loss import check_target_ids
 from ..layers.masks import check_lengths
+from ..random_state import check_seed, seed_sequence
+
+
+def _check_vocab(name: str, vocab, size: int):
+    """``vocab`` (None or a Vocabulary) when it is one of ``size`` symbols whose first four are the
+    sequence specials, which the model writes and reads at ids 0-3; ConfigError naming ``name`` otherwise."""
+    if vocab is None:
+        return None
+    if not isinstance(vocab, Vocabulary):
+        raise ConfigError(f"{name}: expected a seqnet.data.Vocabulary (or None), received {type(vocab).__name__}")
+    if vocab.symbols[:len(SEQUENCE_SPECIALS)] != SEQUENCE_SPECIALS:
+        raise ConfigError(f"{name}: expected the specials {', '.join(SEQUENCE_SPECIALS)} at ids 0-3 "
+                          f"(Vocabulary.fit(..., specials=SEQUENCE_SPECIALS)), received {list(vocab.specials)}")
+    if vocab.vocab_size != size:
+        raise ConfigError(f"{name}: expected {size} symbols (the model's {name}_size), received a vocabulary of "
+                          f"{vocab.vocab_size}")
+    return vocab
 
 
 @dataclass
@@ -67,6 +86,9 @@ class Seq2Seq(Layer):
                  share_embeddings: bool = False, dtype: Any = None, seed: int | None = None,
                  src_vocab=None, tgt_vocab=None):
         super().__init__(dtype)
+        bidirectional, input_feed = check_bool("bidirectional", bidirectional), check_bool("input_feed", input_feed)
+        layer_norm = check_bool("layer_norm", layer_norm)
+        share_embeddings = check_bool("share_embeddings", share_embeddings)
         if cell not in RECURRENT_LAYERS:
             raise ConfigError(f"cell: expected one of {tuple(RECURRENT_LAYERS)}, received {cell!r}")
         if layer_norm and cell != "lstm":
@@ -76,6 +98,9 @@ class Seq2Seq(Layer):
         if bidirectional and hidden_size % 2:
             raise ConfigError(f"hidden_size: a bidirectional encoder splits it between two directions; expected an "
                               f"even number, received {hidden_size}")
+        if check_positive_int("tgt_vocab_size", tgt_vocab_size) < len(SEQUENCE_SPECIALS):
+            raise ConfigError(f"tgt_vocab_size: expected at least {len(SEQUENCE_SPECIALS)} ids (ids 0-3 are "
+                              f"{', '.join(SEQUENCE_SPECIALS)}), received {tgt_vocab_size!r}")
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ConfigError(f"share_embeddings: needs one vocabulary for both sides, received sizes {src_vocab_size} "
                               f"and {tgt_vocab_size}")
@@ -86,8 +111,7 @@ class Seq2Seq(Layer):
         self.hidden_size = hidden_size
         self.dropout = check_dropout(dropout)
         self.input_feed = bool(input_feed) and attention != "none"
-        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
-        seeds = np.random.SeedSequence(seed).spawn(8)
+        seeds = seed_sequence(seed).spawn(8)
         self.dropout_rng = np.random.default_rng(seeds[7])
         extra = {"layer_norm": True} if layer_norm else {}
         self.src_embedding = self.add("src_embedding", Embedding(src_vocab_size, embed_size, dtype=dtype, seed=seeds[0]))
@@ -95,7 +119,8 @@ class Seq2Seq(Layer):
                                       Embedding(tgt_vocab_size, embed_size, dtype=dtype, seed=seeds[1]))
         per_direction = hidden_size // 2 if bidirectional else hidden_size
         self.encoder = self.add("encoder", RECURRENT_LAYERS[cell](embed_size, per_direction, num_layers,
-                                                                  dropout=dropout, bidirectional=bidirectional,
+                                                                  dropout=stack_dropout(dropout, num_layers),
+                                                                  bidirectional=bidirectional,
                                                                   dtype=dtype, seed=seeds[2], **extra))
         self.bridge = {}
         names = self.encoder.cell.state_names
@@ -107,9 +132,28 @@ class Seq2Seq(Layer):
                                                              seed=seeds[4]))
         feed = hidden_size if self.input_feed else 0
         self.decoder = self.add("decoder", RECURRENT_LAYERS[cell](embed_size + feed, hidden_size, num_layers,
-                                                                  dropout=dropout, dtype=dtype, seed=seeds[5], **extra))
+                                                                  dropout=stack_dropout(dropout, num_layers),
+                                                                  dtype=dtype, seed=seeds[5], **extra))
         self.generator = self.add("generator", Linear(hidden_size, tgt_vocab_size, dtype=dtype, seed=seeds[6]))
         self.encoder.dropout_rng = self.decoder.dropout_rng = self.dropout_rng
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+
+    # -- vocabularies: optional, each with the sequence specials at ids 0-3 and the model's size
+    @property
+    def src_vocab(self):
+        return self._src_vocab
+
+    @src_vocab.setter
+    def src_vocab(self, vocab) -> None:
+        self._src_vocab = _check_vocab("src_vocab", vocab, self.src_vocab_size)
+
+    @property
+    def tgt_vocab(self):
+        return self._tgt_vocab
+
+    @tgt_vocab.setter
+    def tgt_vocab(self, vocab) -> None:
+        self._tgt_vocab = _check_vocab("tgt_vocab", vocab, self.tgt_vocab_size)
 
     @property
     def src_vocab_size(self) -> int:
@@ -292,7 +336,7 @@ class Seq2Seq(Layer):
         tgt_out, mask = check_target_ids(self.backend, tgt_out, self.tgt_vocab_size, mask, "tgt_out")
         logits, backprop = self.forward(src, src_lengths, tgt_in)
         loss, loss_back = softmax_cross_entropy(logits, tgt_out, mask, xp=self.backend.xp)
-        backprop(loss_back(grad_scale))
+        backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss
 
     def loss(self, src, src_lengths, tgt_in, tgt_out, mask=None):
@@ -303,7 +347,7 @@ class Seq2Seq(Layer):
 
     # -- decoding ---------------------------------------------------------------------
     def device_ids(self, host_ids: np.ndarray):
-        return self.backend.asarray(np.asarray(host_ids, dtype=np.int64), "int64")
+        return self.backend.asarray(host_int64(host_ids), "int64")
 
     def steps(self, src: np.ndarray, src_lengths) -> "Seq2SeqSteps":
         """The decoding interface (:class:`seqnet.decoding.SearchSteps`) for host source ids
@@ -312,7 +356,7 @@ class Seq2Seq(Layer):
 
     def translate(self, sources, *, beam: int = 1, n_best: int = 1, length_penalty: str = "none", alpha: float = 0.0,
                   max_len_a: float = 1.5, max_len_b: int = 10, min_len: int = 0, block_ngram: int = 0,
-                  sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                  sample: bool = False, temperature: float | None = None, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = None, batch_size: int = 64,
                   keep_attention: bool = True) -> list[Translation]:
         """Translate a list of texts (or of (L,) host id arrays, when the model has no vocabularies).
@@ -329,6 +373,8 @@ class Seq2Seq(Layer):
         <UNK>, <PAD> and <BOS> are never produced. Sources run in batches of ``batch_size``.
         """
         check_not_one_text("sources", sources, "a list of texts (or id arrays)")
+        if not isinstance(sources, Iterable):
+            raise ConfigError(f"sources: expected a list of texts (or id arrays), received {type(sources).__name__}")
         if isinstance(sources, np.ndarray) and sources.ndim < 2:
             raise ConfigError(f"sources: expected a list of texts (or id arrays), received one {sources.ndim}-D "
                               "array; wrap one source in a list")
@@ -339,19 +385,17 @@ class Seq2Seq(Layer):
         check_length_penalty(length_penalty, alpha)
         block_ngram = check_count("block_ngram", block_ngram, low=0)
         min_len = check_count("min_len", min_len, low=0)
-        if sample:
+        if check_bool("sample", sample):
             for name, value, off in (("beam", beam, 1), ("block_ngram", block_ngram, 0),
                                      ("length_penalty", length_penalty, "none")):
                 if value != off:
                     raise ConfigError(f"sample: sampling draws one output per source; it does not combine with "
                                       f"{name} = {value!r} (a beam search setting)")
-            check_sampling(temperature, top_k, top_p)
         else:
-            for name, value, off in (("temperature", temperature, 1.0), ("top_k", top_k, None),
-                                     ("top_p", top_p, None)):
-                if value != off:
-                    raise ConfigError(f"{name}: a sampling control; it needs sample=True (search does not sample), "
-                                      f"received {name} = {value!r}")
+            refuse_given("a sampling control; it needs sample=True (search does not sample)", temperature=temperature,
+                         top_k=top_k, top_p=top_p, seed=seed)
+        check_sampling(temperature, top_k, top_p)
+        keep_attention = check_bool("keep_attention", keep_attention)
         if not (is_finite_number(max_len_a) and max_len_a >= 0):
             raise ConfigError(f"max_len_a: expected a finite number >= 0, received {max_len_a!r}")
         max_len_b = check_count("max_len_b", max_len_b, low=0)
@@ -368,7 +412,8 @@ class Seq2Seq(Layer):
                               f"{others}: max_len_a * {len(encoded[k])} source tokens + max_len_b = {max_len_a} * "
                               f"{len(encoded[k])} + {max_len_b}; lower min_len or raise max_len_a / max_len_b")
         search = beam > 1 or block_ngram > 0 or length_penalty != "none"
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
+        temperature = 1.0 if temperature is None else temperature
         results: list[Translation | None] = [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]))       # similar lengths batch together
         for start in range(0, len(order), batch_size):

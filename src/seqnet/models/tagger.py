@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..backend import check_array, to_numpy
-from ..errors import ShapeError, check_positive_int
+from ..errors import ShapeError, check_positive_int, check_real
 from ..layers import Layer, Linear, LinearChainCRF, softmax_cross_entropy
 from ..layers.base import BackpropOnce
 from ..layers.dropout import dropout
 from ..layers.embedding import check_token_ids
 from ..layers.masks import check_lengths, step_mask
+from ..random_state import seed_sequence
 from .encoder import SequenceEncoder
 
 
@@ -37,7 +38,7 @@ class SequenceTagger(Layer):
                  seed: int | None = None):
         super().__init__(dtype)
         self.num_tags = check_positive_int("num_tags", num_tags)
-        seeds = np.random.SeedSequence(seed).spawn(4)
+        seeds = seed_sequence(seed).spawn(4)
         self.dropout_rng = np.random.default_rng(seeds[3])
         self.encoder = self.add("encoder", SequenceEncoder(
             vocab_size=vocab_size, input_size=input_size, embed_size=embed_size, hidden_size=hidden_size,
@@ -88,7 +89,7 @@ class SequenceTagger(Layer):
         tags = self._check_tags(tags, self.encoder.batch_shape(x))
         emissions, backprop = self.forward(x, lengths)
         loss, loss_back = self._loss(emissions, tags, lengths)
-        backprop(loss_back(grad_scale))
+        backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss
 
     def loss(self, x, tags, lengths=None):

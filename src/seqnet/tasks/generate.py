@@ -131,7 +131,7 @@ class GenerateTask(SequenceTask):
                               + ", ".join(self.conditions.names))
         return self.conditions.id(name)
 
-    def generate(self, conditions: list[str], *, max_length: int | None = None, temperature: float = 1.0,
+    def generate(self, conditions: list[str], *, max_length: int | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
                  seed: int | None = None) -> list[str]:
         """One text per entry of ``conditions`` (repeat a name for several), sampled in one batch."""

@@ -24,6 +24,7 @@ from ..config import FRACTION, NONNEGATIVE_INT, POSITIVE_INT, PROBABILITY, WITH_
 from ..config import Settings, option
 from ..data.parallel import EncodedPairs, PairBatcher, encode_pairs, pad_batch, read_pairs
 from ..array_files import load_arrays, save_arrays
+from ..array_files import suffix as array_suffix
 from ..data.vocabulary import SEQUENCE_SPECIALS, VOCAB_KINDS, Vocabulary
 from ..errors import ConfigError, CorpusError
 from ..layers import ATTENTION_TYPES, RECURRENT_LAYERS
@@ -133,7 +134,7 @@ class TranslateTask(Task):
         arrays = train.to_arrays("train/")
         if valid is not None:
             arrays.update(valid.to_arrays("valid/"))
-        save_arrays(Path(run_dir) / PAIRS_FILE, arrays)
+        save_arrays(Path(run_dir) / (PAIRS_FILE + array_suffix()), arrays)
         model = build_model(config, src_vocab, tgt_vocab, backend=backend, device=device, dtype=dtype, seed=seed)
         return cls(config, src_vocab, tgt_vocab, model, train, valid, seed)
 

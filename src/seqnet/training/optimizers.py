@@ -28,8 +28,8 @@ from typing import Any, Callable, ClassVar
 
 from .. import kernels
 from ..backend import Backend, check_array, get_backend, make_backend, to_numpy
-from ..backend.registry import _array_library, _device_of
-from ..errors import ConfigError, DTypeError, ShapeError
+from ..backend.registry import _array_library, _device_of, describe_array
+from ..errors import BackendMismatchError, ConfigError, DTypeError, ShapeError
 from ..kernels.optimizers import adagrad_update, adam_update, adamw_update, rmsprop_update, sgd_update
 
 __all__ = [
@@ -112,6 +112,17 @@ class Optimizer:
         self._meta = {k: (tuple(p.shape), self.backend.dtype_name(p.dtype)) for k, p in params.items()}
         self.state = {k: {s: self.backend.xp.zeros_like(p) for s in self._slots(self.hyperparams)} for k, p in params.items()}
 
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step; schedules set it before each step (README:
+        ``opt.lr = schedule(step)``). Built with a rate > 0; set to any finite rate >= 0 (a
+        schedule may end at 0)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self._lr = _real("lr", value, 0.0, math.inf, open_high=True)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in {"lr": self.lr, **self.hyperparams}.items())
         return f"{type(self).__name__}({args}; {len(self.state)} parameters, step {self.step_count})"
@@ -157,6 +168,11 @@ class Optimizer:
                 if got_shape is None or got_dtype is None:
                     raise ShapeError(f"{kind}[{name!r}]: expected an array of shape {shape} {like}, received "
                                      f"{type(array).__name__}")
+                if not self.backend.owns(array):
+                    raise BackendMismatchError(
+                        f"{kind}[{name!r}]: expected a {self.backend.name} array on device {self.backend.device!s} "
+                        f"(this optimizer's), received {describe_array(array)}; build the optimizer after moving "
+                        f"the model, or move its state: opt.load_state_dict(*opt.state_dict(), backend=...)")
                 if tuple(got_shape) != shape:
                     raise ShapeError(f"{kind}[{name!r}]: expected shape {shape} {like}, received {tuple(got_shape)}")
                 got = self.backend.dtype_name(got_dtype)

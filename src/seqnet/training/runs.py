@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, DistributedError, SeqnetWarning
+from ..errors import CheckpointError, ConfigError, DistributedError, SeqnetWarning
 from ..tasks import TASKS, LanguageModelConfig, Task
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import TrainerConfig
@@ -65,6 +65,11 @@ def new_run(kind: str, task_config, trainer_config: TrainerConfig, run: RunDirec
     """A trainer for a fresh run of task ``kind`` (data read and model built now) in ``run``: a
     RunDirectory this process holds, a path to claim, or None (the first free runs/default[-N]).
     If the setup fails, what it created is removed."""
+    if not isinstance(kind, str) or kind not in TASKS:
+        raise ConfigError(f"kind: expected one of {', '.join(TASKS)}, received {kind!r}")
+    if not isinstance(task_config, TASKS[kind].Config):
+        raise ConfigError(f"task_config: expected a {TASKS[kind].Config.__name__} for kind {kind!r}, received "
+                          f"{type(task_config).__name__}")
     world = make_world(distributed)
     task_config.validate()
     trainer_config.validate()
