@@ -84,3 +84,18 @@ def test_tag_schemes_and_invalid_transitions():
     assert invalid_transitions(["B-PER", "I-PER", "O"], "BIO") == []
     bioes = invalid_transitions(["B-PER", "O", "S-LOC", "B-LOC", "E-LOC"], "BIOES")
     assert [k for k, _ in bioes] == [0] and "not followed by I-PER or E-PER" in bioes[0][1]
+
+
+@pytest.mark.parametrize("classes", [3, 300])
+def test_a_confusion_picture_keeps_its_size_for_many_classes(tmp_path, classes):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from seqnet.metrics.plots import MAX_NAMED_CLASSES, save_confusion_matrix
+
+    matrix = np.diag(np.arange(1, classes + 1))
+    matrix[0, -1] = 2
+    path = save_confusion_matrix(matrix, [f"c{k}" for k in range(classes)], tmp_path / "c.png", "test")
+    height, width = imread(path).shape[:2]
+    side = (2.5 + 0.55 * min(classes, MAX_NAMED_CLASSES)) * 110            # inches at 110 dpi
+    assert height <= side + 1 and width <= side + 1.5 * 110 + 1

@@ -32,9 +32,15 @@ def check_plot_path(path, flag: str = "plot") -> Path:
     return path
 
 
+# Above this many classes the picture keeps its size and drops the names and counts (a
+# 3,000-class matrix drawn at full size would need gigabytes); the shares stay drawn.
+MAX_NAMED_CLASSES = 40
+
+
 def save_confusion_matrix(matrix, names: Sequence[str], path, title: str = "") -> Path | None:
-    """A PNG of the row-normalised confusion matrix (row = gold class) with the counts written in;
-    returns its path, or None when matplotlib is not installed (``pip install 'seqnet[plot]'``)."""
+    """A PNG of the row-normalised confusion matrix (row = gold class) with the counts written in
+    (names and counts only up to :data:`MAX_NAMED_CLASSES` classes); returns its path, or None
+    when matplotlib is not installed (``pip install 'seqnet[plot]'``)."""
     try:
         import matplotlib
 
@@ -45,18 +51,20 @@ def save_confusion_matrix(matrix, names: Sequence[str], path, title: str = "") -
     counts = np.asarray(matrix)
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-    size = 2.5 + 0.55 * len(names)
+    named = len(names) <= MAX_NAMED_CLASSES
+    size = 2.5 + 0.55 * min(len(names), MAX_NAMED_CLASSES)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), labels=names)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    if named:
+        ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), labels=names)
+        for i, j in zip(*np.nonzero(counts)):
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black")
+    else:
+        title = f"{title}{', ' if title else ''}{len(names):,} classes in training order"
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if counts[i, j]:
-                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if share[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     if title:
         ax.set_title(title)
