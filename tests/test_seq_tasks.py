@@ -81,6 +81,11 @@ def test_classifier_learns_and_predicts(tmp_path):
     records = list(task.predict_file(valid))
     assert len(records) == 60 and set(records[0]) == {"text", "label", "probabilities"}
     assert sum(records[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # the validation loss is in the training loss's unit: bits per text, -log2 p(true label) on average
+    gold = [json.loads(line)["label"] for line in valid.read_text(encoding="utf-8").splitlines()]
+    bits = -np.mean([np.log2(r["probabilities"][label]) for r, label in zip(records, gold)])
+    assert summary["val_bits_per_text"] == pytest.approx(bits, abs=1e-4) and "train_bits_per_text" in summary
+    assert report["bits_per_text"] == pytest.approx(bits, abs=1e-4)
     pytest.importorskip("matplotlib")
     assert (tmp_path / "run" / "confusion.png").stat().st_size > 0
 

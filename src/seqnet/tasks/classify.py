@@ -194,19 +194,20 @@ class ClassifyTask(SequenceTask):
             if sum(counts):
                 train_labels = [c for c, n in enumerate(counts) for _ in range(n)]
                 report["majority_baseline"] = majority_baseline(train_labels, gold, names)
-        return {"loss": self.mean_loss(examples), **report}
+        return {**self.mean_bits(examples), **report}
 
     def evaluate(self) -> dict:
+        key = "val_" + self.loss_unit.replace(" ", "_")
         if not self.valid:
-            return {"val_loss": None}
+            return {key: None}
         report = self.scores(self.valid)
         if self.run_dir is not None and "confusion" in report:
             save_confusion_matrix(report["confusion"], self.labels.names, Path(self.run_dir) / "confusion.png",
                                   "validation set")
         if self.multi_label:
-            return {"val_loss": report["loss"], "val_micro_f1": report["micro_f1"], "val_macro_f1": report["macro_f1"],
+            return {key: report[key[4:]], "val_micro_f1": report["micro_f1"], "val_macro_f1": report["macro_f1"],
                     "val_subset_accuracy": report["subset_accuracy"]}
-        return {"val_loss": report["loss"], "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+        return {key: report[key[4:]], "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
 
     # -- inference on files ---------------------------------------------------------------
     def evaluate_file(self, path, plot: str | None = None) -> dict:

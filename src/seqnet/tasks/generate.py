@@ -122,7 +122,7 @@ class GenerateTask(SequenceTask):
     def evaluate(self) -> dict:
         if not self.valid:
             return {"val_bits_per_token": None}
-        return {"val_bits_per_token": self.mean_loss(self.valid) / math.log(2)}
+        return {"val_" + key: value for key, value in self.mean_bits(self.valid).items()}
 
     # -- generation -----------------------------------------------------------------------
     def condition_id(self, name: str) -> int:

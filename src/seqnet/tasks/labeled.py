@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,11 @@ class SequenceTask(Task):
             total += float(to_numpy(self.batch_loss(part, None))) * self.loss_weight(part)
             count += self.loss_weight(part)
         return total / max(count, 1)
+
+    def mean_bits(self, examples: list) -> dict:
+        """The mean loss over ``examples`` in the unit the training loss is reported in:
+        ``{"bits_per_text": ...}`` or ``{"bits_per_token": ...}`` (see ``loss_unit``)."""
+        return {self.loss_unit.replace(" ", "_"): self.mean_loss(examples) / math.log(2)}
 
     def loss_weight(self, examples: list) -> float:
         """The number of loss terms a batch's mean loss averages (examples; tokens for

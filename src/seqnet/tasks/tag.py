@@ -153,7 +153,7 @@ class TagTask(SequenceTask):
         names = list(self.tags.names) + sorted({t for g in gold for t in g} - set(self.tags.names))
         index = {n: k for k, n in enumerate(names)}
         flat_gold = [index[t] for g in gold for t in g]
-        report = {"loss": self.mean_loss(examples), "token_accuracy": token_accuracy(gold, pred),
+        report = {**self.mean_bits(examples), "token_accuracy": token_accuracy(gold, pred),
                   "per_tag": classification_report(flat_gold, [index[t] for p in pred for t in p], names)["per_class"]}
         counts = self._setup.get("tag_counts")
         if counts and sum(counts):
@@ -168,9 +168,9 @@ class TagTask(SequenceTask):
 
     def evaluate(self) -> dict:
         if not self.valid:
-            return {"val_loss": None}
+            return {"val_bits_per_token": None}
         report = self.scores(self.valid)
-        out = {"val_loss": report["loss"], "val_token_accuracy": report["token_accuracy"]}
+        out = {"val_bits_per_token": report["bits_per_token"], "val_token_accuracy": report["token_accuracy"]}
         if self.scheme:
             out["val_entity_f1"] = report["entities"]["f1"]
         return out

@@ -390,7 +390,7 @@ class Trainer:
                    "seconds": elapsed, "run_dir": str(self.run_dir)}
         self.emit(summary)
         if self.world.is_root:
-            write_loss_plot(self.run_dir, self.history)
+            write_loss_plot(self.run_dir, self.history, self.task.loss_unit)
         return summary
 
     def close(self) -> None:
@@ -404,9 +404,9 @@ class Trainer:
         self.close()
 
 
-def write_loss_plot(run_dir: Path, history: list, max_points: int = 2000) -> Path | None:
-    """loss.png of the training loss (every point kept in the checkpoints; at most ``max_points``
-    drawn); skipped when matplotlib (the ``plot`` extra) is missing."""
+def write_loss_plot(run_dir: Path, history: list, unit: str = "bits per token", max_points: int = 2000) -> Path | None:
+    """loss.png of the training loss in ``unit`` (every point kept in the checkpoints; at most
+    ``max_points`` drawn); skipped when matplotlib (the ``plot`` extra) is missing."""
     try:
         import matplotlib
 
@@ -423,7 +423,7 @@ def write_loss_plot(run_dir: Path, history: list, max_points: int = 2000) -> Pat
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, bits)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (bits per token)")
+    ax.set_ylabel(f"training loss ({unit})")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(run_dir) / "loss.png"
