@@ -100,6 +100,15 @@ def test_same_seed_same_text_and_prime_and_length():
     assert len(model.generate("", 10, seed=1)[0]) == 11     # no prime: one random start token
 
 
+def test_a_filter_that_keeps_every_token_changes_nothing():
+    """top_k >= the vocabulary and top_p = 1 filter nothing: the same draws as no filter at all."""
+    model = _char_model()
+    plain = model.generate("the ", 30, seed=3, num_samples=4)
+    assert model.generate("the ", 30, seed=3, num_samples=4, top_k=model.vocab_size) == plain
+    assert model.generate("the ", 30, seed=3, num_samples=4, top_k=1000, top_p=1.0) == plain
+    assert model.generate("the ", 30, seed=3, num_samples=4, top_k=model.vocab_size - 1) != plain
+
+
 def test_greedy_is_deterministic_without_seed():
     model = _char_model()
     assert model.generate("the c", 10, greedy=True) == model.generate("the c", 10, greedy=True, seed=99)

@@ -51,6 +51,14 @@ def check_greedy(greedy, **controls) -> bool:
     return bool(greedy)
 
 
+def active_filters(top_k: int | None, top_p: float | None, vocab_size: int) -> tuple[int | None, float | None]:
+    """(top_k, top_p) with a filter that keeps every token dropped (None): top_k >= vocab_size,
+    top_p >= 1. Unfiltered sampling draws by Gumbel-max, filtered by inverse CDF, so without this
+    ``top_k=1000`` over 60 tokens would draw other (equally distributed) samples than no top_k."""
+    return (None if top_k is None or top_k >= vocab_size else top_k,
+            None if top_p is None or top_p >= 1 else top_p)
+
+
 def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None) -> np.ndarray:
     """(N, V) logits -> (N, V) probabilities after temperature, top-k and top-p filtering."""
@@ -91,6 +99,7 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, *, temperature: fl
     unfiltered sampling, instead of drawing it from ``rng`` here."""
     if greedy:
         return np.argmax(logits, axis=-1)
+    top_k, top_p = active_filters(top_k, top_p, logits.shape[-1])
     if top_k is None and top_p is None:
         # Gumbel-max: argmax(z / T + G), G ~ Gumbel(0, 1) i.i.d., is an exact draw from softmax(z / T).
         z = np.asarray(logits, dtype=np.float64)

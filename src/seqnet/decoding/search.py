@@ -22,7 +22,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .sampling import check_sampling, gumbel_blocks, is_finite_number, sample_next
+from .sampling import active_filters, check_sampling, gumbel_blocks, is_finite_number, sample_next
 
 LENGTH_PENALTIES = ("none", "avg", "wu")
 
@@ -161,6 +161,7 @@ def _sample_loop(steps, prefix, max_len, *, rng, greedy, temperature, top_k, top
     ended = np.zeros(count, dtype=bool)
     done = np.zeros(count, dtype=bool)
     attention = [] if keep_attention and _attention(steps, state) is not None else None
+    top_k, top_p = active_filters(top_k, top_p, logits.shape[-1])
     plain = not greedy and top_k is None and top_p is None
     noise = gumbel_blocks(rng, logits.shape, min(longest, 256)) if plain else None
     banned = list(banned_ids)

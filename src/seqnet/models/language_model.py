@@ -17,6 +17,7 @@ import numpy as np
 from ..backend import host_int64, to_numpy
 from ..decoding import beam_search, check_greedy, check_sampling, refuse_given, sample_tokens, sample_tokens_on_device
 from ..decoding.generate import check_count, check_seed
+from ..decoding.sampling import active_filters
 from ..errors import ConfigError, check_bool, check_real
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
@@ -251,6 +252,7 @@ class LanguageModel(Layer):
             return self._beam_generate(prime_ids, length, beam, num_samples, eos, length_penalty, alpha, block_ngram)
         temperature = 1.0 if temperature is None else temperature
         prefix = np.repeat(prime_ids[:, None], num_samples, axis=1)
+        top_k, top_p = active_filters(top_k, top_p, self.vocab_size)
         if self.backend.name != "numpy" and top_k is None and top_p is None:
             # Scores and ids stay on the device: no host round trip per token (numpy's host
             # loop below is the same computation without the copies).
