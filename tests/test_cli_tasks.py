@@ -120,6 +120,15 @@ def test_train_misuse(runs, tmp_path):
     single.write_text("".join(json.dumps({"text": f"t{i}", "label": "only"}) + "\n" for i in range(6)), encoding="utf-8")
     assert_usage_error(seqnet("train", "--task", "classify", "--data", single, "--out", tmp_path / "s"), "train",
                        "every example has the label 'only'; a classifier needs at least 2 classes")
+    one_tag = tmp_path / "one_tag.conll"
+    one_tag.write_text("".join(f"w{i}\tO\n\n" for i in range(6)), encoding="utf-8")
+    assert_usage_error(seqnet("train", "--task", "tag", "--data", one_tag, "--out", tmp_path / "t"), "train",
+                       "every token has the tag 'O'; a tagger needs at least 2 tags")
+    empty_labels = tmp_path / "empty_labels.jsonl"
+    empty_labels.write_text("".join(json.dumps({"text": f"t{i}", "labels": []}) + "\n" for i in range(6)),
+                            encoding="utf-8")
+    assert_usage_error(seqnet("train", "--task", "classify", "--data", empty_labels, "--out", tmp_path / "e"), "train",
+                       "empty_labels.jsonl: every example has an empty 'labels' list")
     multi = tmp_path / "multi.jsonl"
     multi.write_text("".join(json.dumps({"text": f"t{i}", "labels": ["a", "b"][: i % 3]}) + "\n" for i in range(9)),
                      encoding="utf-8")

@@ -226,3 +226,27 @@ def test_a_pipe_reads_as_a_file(tmp_path, reader, text):
     assert len(from_pipe) == len(expected) > 0
     assert [getattr(x, "text", getattr(x, "tokens", x)) for x in from_pipe] == \
         [getattr(x, "text", getattr(x, "tokens", x)) for x in expected]
+
+
+def test_labels_and_conditions_lose_surrounding_blanks_in_every_format(tmp_path):
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"text": "x", "label": " up "}\n{"text": "y", "label": "up"}\n', encoding="utf-8")
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text(" up \tx\nup\ty\n", encoding="utf-8")
+    multi = tmp_path / "m.jsonl"
+    multi.write_text('{"text": "x", "labels": ["up ", "down"]}\n', encoding="utf-8")
+    generate = tmp_path / "g.jsonl"
+    generate.write_text('{"condition": "up ", "text": "x"}\n{"condition": "up", "text": "y"}\n', encoding="utf-8")
+    assert {e.labels for e in read_classification(jsonl)} == {e.labels for e in read_classification(tsv)} == {("up",)}
+    assert read_classification(multi)[0].labels == ("down", "up")
+    assert {e.condition for e in read_generation(generate)} == {"up"}
+    with pytest.raises(DataFileError, match=r"m2.jsonl:1: expected 'labels' to be a list of non-empty strings"):
+        (tmp_path / "m2.jsonl").write_text('{"text": "x", "labels": [" "]}\n', encoding="utf-8")
+        read_classification(tmp_path / "m2.jsonl")
+
+
+@pytest.mark.parametrize("name", ["pairs.ndjson", "pairs.txt"])
+def test_json_line_pairs_are_recognised_by_suffix_or_content(tmp_path, name):
+    path = tmp_path / name
+    path.write_text('{"source": "a b", "target": "c"}\n', encoding="utf-8")
+    assert read_pairs(path) == [("a b", "c")]

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataFileError, SeqnetWarning
-from .lines import read_lines, read_text
+from .lines import JSON_SUFFIXES, read_lines, read_text
 
-JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 DOCSTART = "-DOCSTART-"
 
 
@@ -149,12 +148,12 @@ def _read_classification_json(path: Path, lines, require_labels: bool = True) ->
             label = record["label"]
             if not isinstance(label, str) or not label.strip():
                 raise DataFileError(f"{where}: expected 'label' to be a non-empty string, received {label!r}")
-            labels = (label,)
+            labels = (label.strip(),)
         else:
             value = record["labels"]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
                 raise DataFileError(f"{where}: expected 'labels' to be a list of non-empty strings, received {value!r}")
-            labels = tuple(sorted(set(value)))
+            labels = tuple(sorted({v.strip() for v in value}))
         examples.append(TextExample(text, labels, where, has[0] == "labels"))
     return examples
 
@@ -289,7 +288,7 @@ def read_generation(path, *, require_text: bool = True) -> list[ConditionedText]
         if not isinstance(condition, str) or not condition.strip():
             raise DataFileError(f"{where}: expected 'condition' to be a non-empty string, received {condition!r}")
         text = _text_field(record, "text", where) if require_text or "text" in record else ""
-        examples.append(ConditionedText(condition, text, where))
+        examples.append(ConditionedText(condition.strip(), text, where))
     if not examples:
         raise DataFileError(f"{path}: no examples; expected one JSON object per line")
     return examples

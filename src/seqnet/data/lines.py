@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ..errors import DataFileError
 
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")            # JSON lines; other data files are read by content
+
 
 def split_lines(text: str) -> list[str]:
     """``text`` cut at "\\n" only, without the line ends; a final "\\n" starts no extra line."""

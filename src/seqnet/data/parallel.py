@@ -1,8 +1,8 @@
 """Parallel data for sequence-to-sequence tasks: reading pairs, encoding them, batching them.
 
-Two formats, chosen by the file's suffix: JSON lines (``.jsonl``, ``.json``), one object
-``{"source": "...", "target": "..."}`` per line; anything else is TSV, one
-``source<TAB>target`` pair per line. Blank lines are skipped. Every problem is reported
+Two formats: JSON lines (a ``.jsonl``, ``.json`` or ``.ndjson`` file, or any but ``.tsv`` whose
+first line starts with ``{``), one object ``{"source": "...", "target": "..."}`` per line;
+else TSV, one ``source<TAB>target`` pair per line. Blank lines are skipped. Every problem is reported
 with the file and line number.
 
 Encoded pairs live as two ragged id sets (flat ids + offsets, so they save as plain arrays
@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorpusError
-from .lines import read_lines
+from .lines import JSON_SUFFIXES, read_lines
 from .vocabulary import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 
-JSON_SUFFIXES = (".jsonl", ".json")
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
@@ -33,8 +32,11 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.exists() or path.is_dir():
         raise CorpusError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'} (expected {what})")
-    parse = _json_pair if path.suffix.lower() in JSON_SUFFIXES else _tsv_pair
-    pairs = [parse(line, f"{path}:{number}") for number, line in read_lines(path) if line.strip()]
+    lines = [(number, line) for number, line in read_lines(path) if line.strip()]
+    suffix = path.suffix.lower()
+    json_lines = suffix in JSON_SUFFIXES or (suffix != ".tsv" and bool(lines) and lines[0][1].lstrip()[0] == "{")
+    parse = _json_pair if json_lines else _tsv_pair
+    pairs = [parse(line, f"{path}:{number}") for number, line in lines]
     if not pairs:
         raise CorpusError(f"{path}: holds no pairs")
     return pairs

@@ -104,7 +104,11 @@ class ClassifyTask(SequenceTask):
                                     f"examples, but {config.data} is {'multi' if multi_label else 'single'}-label")
         # With a held-out split every label of the file is known (one seen only in the held-out part is
         # scored, never trained); a separate --valid file may only use labels of the training file.
-        labels = LabelSet.fit([name for e in (train if config.valid else examples) for name in e.labels], "label")
+        names = [name for e in (train if config.valid else examples) for name in e.labels]
+        if not names:
+            raise DataFileError(f"{config.data}: every example has an empty 'labels' list; a multi-label classifier "
+                                "needs examples with labels")
+        labels = LabelSet.fit(names, "label")
         if len(labels) < 2 and not multi_label:
             raise DataFileError(f"{config.data}: every example has the label {labels.names[0]!r}; a classifier "
                                 "needs at least 2 classes")

@@ -90,6 +90,9 @@ class TagTask(SequenceTask):
         sentences = read_conll(config.data)
         train, valid = cls.split(config, sentences, seed)
         tags = LabelSet.fit([t for s in (train if config.valid else sentences) for t in s.tags], "tag")
+        if len(tags) < 2:
+            raise DataFileError(f"{config.data}: every token has the tag {tags.names[0]!r}; a tagger needs at least "
+                                "2 tags")
         scheme = scheme_of(tags.names, config.data)
         counts = Counter(t for s in train for t in s.tags)
         setup = {"vocabulary": Vocabulary.fit([s.tokens for s in train], max_size=config.max_words).to_json(),
