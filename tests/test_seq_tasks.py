@@ -79,7 +79,8 @@ def test_classifier_learns_and_predicts(tmp_path):
     assert report["accuracy"] == pytest.approx(summary["val_accuracy"])
     assert report["majority_baseline"]["accuracy"] < 0.5
     records = list(task.predict_file(valid))
-    assert len(records) == 60 and set(records[0]) == {"text", "label", "probabilities"}
+    assert len(records) == 60 and set(records[0]) == {"where", "text", "label", "probabilities"}
+    assert [r["where"] for r in records[:2]] == [f"{valid}:1", f"{valid}:2"]
     assert sum(records[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     # the validation loss is in the training loss's unit: bits per text, -log2 p(true label) on average
     gold = [json.loads(line)["label"] for line in valid.read_text(encoding="utf-8").splitlines()]

@@ -227,12 +227,12 @@ class ClassifyTask(SequenceTask):
         return report
 
     def predict_file(self, path):
-        """One record per text: the label(s) and every class's probability."""
+        """One record per text: where it was read ("file:line"), the label(s) and every class's probability."""
         examples = read_classification(path, require_labels=False)
         probs = self.probabilities([self.encode(e, with_labels=False) for e in examples])
         names = self.labels.names
         for example, row in zip(examples, probs):
-            record = {"text": example.text}
+            record = {"where": example.where, "text": example.text}
             if self.multi_label:
                 record["labels"] = [n for n, p in zip(names, row) if p >= 0.5]
             else:

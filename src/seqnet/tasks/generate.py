@@ -158,7 +158,7 @@ class GenerateTask(SequenceTask):
                 "tokens": self.loss_weight(examples)}
 
     def predict_file(self, path, *, temperature: float = 0.8, seed: int = 0):
-        """One generated text per record ("condition" required, "text" ignored)."""
+        """One generated text per record ("condition" required, "text" ignored), with where the record was read."""
         examples = read_generation(path, require_text=False)
         for example in examples:
             if example.condition not in self.conditions:
@@ -166,6 +166,6 @@ class GenerateTask(SequenceTask):
                                     f"(known: {', '.join(self.conditions.names)})")
         texts = self.generate([e.condition for e in examples], temperature=temperature, seed=seed)
         for example, text in zip(examples, texts):
-            yield {"condition": example.condition, "text": text}
+            yield {"where": example.where, "condition": example.condition, "text": text}
 
 

@@ -125,7 +125,7 @@ class TagTask(SequenceTask):
                 tag_ids.append(self.fallback_tag)
                 if unseen is not None:
                     unseen.append(f"{sentence.path}:{line}: tag {tag!r} never seen in training; scored as a gold "
-                                  f"tag the model cannot predict, trained as {self.tags.names[self.fallback_tag]!r}")
+                                  f"tag the model cannot predict (its loss term takes it as {self.tags.names[self.fallback_tag]!r})")
         return EncodedSentence(self.vocabulary.encode(sentence.tokens), np.asarray(tag_ids, dtype=np.int64),
                                sentence.tags, sentence.where)
 
@@ -187,11 +187,11 @@ class TagTask(SequenceTask):
         return self.scores(examples)
 
     def predict_file(self, path):
-        """One record per sentence: its tokens and predicted tags."""
+        """One record per sentence: where it starts ("file:line"), its tokens and predicted tags."""
         sentences = read_conll(path, require_tags=False)
         encoded = [EncodedSentence(self.vocabulary.encode(s.tokens), np.zeros(len(s.tokens), np.int64), (), s.where)
                    for s in sentences]
         for sentence, tags in zip(sentences, self.predict_tags(encoded)):
-            yield {"tokens": list(sentence.tokens), "tags": tags}
+            yield {"where": sentence.where, "tokens": list(sentence.tokens), "tags": tags}
 
 
