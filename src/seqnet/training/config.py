@@ -38,7 +38,8 @@ class TrainerConfig(Settings):
     schedule: str = option("cosine", "learning-rate schedule after the warm-up", choices=_schedules)
     warmup: int | None = option(None, "linear warm-up steps, fewer than --steps (default: 50, or half of --steps "
                                       "if that is less)", kind=NONNEGATIVE_INT)
-    accumulate: int = option(1, "micro-batches per optimizer step (gradient accumulation; must divide the batch)",
+    accumulate: int = option(1, "micro-batches per optimizer step (gradient accumulation; lm and translate: a "
+                                "divisor of --batch; classify, tag, generate: at most --batch, split as evenly as can be)",
                              kind=POSITIVE_INT)
     eval_every: int = option(400, "steps between evaluations", kind=POSITIVE_INT)
     checkpoint_every: int = option(400, "steps between checkpoints", kind=POSITIVE_INT)
