@@ -272,3 +272,19 @@ def test_new_run_refuses_an_unknown_kind_and_another_task_s_config(tmp_path):
     with pytest.raises(ConfigError, match=r"^task_config: expected a \w+ for kind 'lm', received ClassifyConfig$"):
         new_run("lm", config, TrainerConfig(), tmp_path / "run")
     assert not (tmp_path / "run").exists()                           # refused before the run directory is made
+
+
+def test_generator_eval_counts_unknown_tokens(tmp_path):
+    data = write_generate(tmp_path / "train.jsonl")
+    train("generate", tmp_path / "run", 2, data=str(data), hidden=4, embed=4, sample_length=0)
+    task = load_task(tmp_path / "run")
+    known = tmp_path / "known.jsonl"
+    known.write_text('{"condition": "lower", "text": "abc"}\n', encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert task.evaluate_file(known)["unknown_tokens"] == 0
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"condition": "lower", "text": "xyz"}\n{"condition": "upper", "text": "AB"}\n', encoding="utf-8")
+    with pytest.warns(SeqnetWarning, match=r"^3 of the 7 predicted tokens \(42\.9%\) are unknown .* the file is unlike"):
+        report = task.evaluate_file(odd)
+    assert report["unknown_tokens"] == 3 and report["tokens"] == 7          # x, y, z of "xyz" + end, "AB" + end

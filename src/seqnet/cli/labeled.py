@@ -81,8 +81,9 @@ def cmd_eval(task, args) -> int:
 
 def _eval_text(kind: str, report: dict) -> str:
     if kind == "generate":
-        return (f"{report['texts']:,} texts, {report['tokens']:,} tokens: {report['bits_per_token']:.4f} bits per "
-                f"token, perplexity {report['perplexity']:.3f}")
+        unknown = f", {report['unknown_tokens']:,} of them unknown (<UNK>)" if report.get("unknown_tokens") else ""
+        return (f"{report['texts']:,} texts, {report['tokens']:,} tokens{unknown}: {report['bits_per_token']:.4f} "
+                f"bits per token, perplexity {report['perplexity']:.3f}")
     lines = []
     if kind == "classify":
         if "accuracy" in report:

@@ -28,6 +28,7 @@ knows nothing about what is being learned; a :class:`Task` does:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..config import Settings
+from ..errors import SeqnetWarning
 from ..layers import Layer
 
 
@@ -59,6 +61,18 @@ def share_bounds(count: int, rank: int, size: int) -> tuple[int, int]:
 def split_evenly(items: np.ndarray, count: int) -> list[np.ndarray]:
     """``items`` cut into ``count`` contiguous parts as even as can be, empty parts left out."""
     return [part for part in np.array_split(items, count) if len(part)]
+
+
+UNKNOWN_WARNING = 0.05    # eval warns when more of the predicted tokens than this are <UNK>
+
+
+def warn_if_mostly_unknown(unknown: int, scored: int, what: str = "corpus") -> None:
+    """A SeqnetWarning when more than :data:`UNKNOWN_WARNING` of the ``scored`` predicted tokens
+    are <UNK> (``unknown`` of them): the scores then say how well <UNK> itself is predicted."""
+    if scored and unknown > UNKNOWN_WARNING * scored:
+        warnings.warn(f"{unknown:,} of the {scored:,} predicted tokens ({unknown / scored:.1%}) are unknown to "
+                      f"the model's vocabulary (<UNK>); the {what} is unlike the training data, and the bits "
+                      "per token measure how well <UNK> itself is predicted there", SeqnetWarning, stacklevel=3)
 
 
 class Task:

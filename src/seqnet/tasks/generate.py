@@ -22,6 +22,7 @@ from ..data.tokenizers import KINDS
 from ..data.vocabulary import LabelSet
 from ..errors import ConfigError, DataFileError, check_not_one_text
 from ..models import ConditionalGenerator
+from .base import warn_if_mostly_unknown
 from .labeled import SequenceDataConfig, SequenceTask
 
 
@@ -154,8 +155,12 @@ class GenerateTask(SequenceTask):
     def evaluate_file(self, path, plot: str | None = None) -> dict:
         examples = [self.encode(e) for e in read_generation(path)]
         nats = self.mean_loss(examples)
+        scored = self.loss_weight(examples)
+        unknown = 0 if self.tokenizer.unk_id is None else \
+            sum(int(np.count_nonzero(e.targets == self.tokenizer.unk_id)) for e in examples)
+        warn_if_mostly_unknown(unknown, scored, "file")
         return {"bits_per_token": nats / math.log(2), "perplexity": math.exp(nats), "texts": len(examples),
-                "tokens": self.loss_weight(examples)}
+                "tokens": scored, "unknown_tokens": unknown}
 
     def predict_file(self, path, *, temperature: float = 0.8, seed: int = 0):
         """One generated text per record ("condition" required, "text" ignored), with where the record was read."""

@@ -32,9 +32,8 @@ from ..errors import CheckpointError, ConfigError, CorpusError, SeqnetWarning, c
 from ..layers import RECURRENT_LAYERS
 from ..models import LanguageModel
 from ..random_state import rng_from_json, rng_to_json
-from .base import MicroBatch, Task, share_bounds
+from .base import MicroBatch, Task, share_bounds, warn_if_mostly_unknown
 
-UNKNOWN_WARNING = 0.05    # eval warns when more of the predicted tokens than this are <UNK>
 EVAL_STREAMS = 16        # parallel streams of eval_corpus unless told (fewer for a corpus under 32 tokens)
 CARRY_PREFIX = "carry/"   # arrays of the state carried between steps: carry/0 (h), carry/1 (c)
 MIN_VALID_WINDOWS = 2     # a validation tail of fewer (--batch x --seq-len) evaluation windows is warned about
@@ -275,10 +274,7 @@ class LanguageModelTask(Task):
             unknown = 0 if self.tokenizer.unk_id is None else int(np.count_nonzero(streams == self.tokenizer.unk_id))
             corpus_tokens = int(ids.shape[0])
             del ids, streams                         # release the memory map before the folder goes
-        if unknown > UNKNOWN_WARNING * scored:
-            warnings.warn(f"{unknown:,} of the {scored:,} predicted tokens ({unknown / scored:.1%}) are unknown to "
-                          f"the model's vocabulary (<UNK>); the corpus is unlike the training data, and the bits "
-                          "per token measure how well <UNK> itself is predicted there", SeqnetWarning, stacklevel=2)
+        warn_if_mostly_unknown(unknown, scored)
         return {"tokens": scored, "corpus_tokens": corpus_tokens, "streams": batch, "unknown_tokens": unknown,
                 "bits_per_token": nats / math.log(2), "perplexity": math.exp(nats)}
 
