@@ -457,3 +457,137 @@ def test_an_edited_step_or_an_unknown_pointer_version_is_damage(finished, tmp_pa
     pointer = json.loads((run / "latest.json").read_text())
     (run / "latest.json").write_text(json.dumps({**pointer, "format_version": 7}))
     assert "format_version 7" in seqnet("sample", run, "--length", 5).stderr
+
+
+# -- divergence, damaged files beside the checkpoints, the end of a run ---------------------------
+DIVERGE = ["--hidden", "16", "--embed", "8", "--steps", "20", "--seq-len", "16", "--batch", "4", "--no-progress",
+           "--sample-length", "0", "--clip", "0", "--log-every", "1", "--warmup", "0", "--optimizer", "sgd"]
+
+
+def test_a_diverging_run_keeps_only_checkpoints_that_give_a_finite_loss_and_says_a_command_that_works(corpus,
+                                                                                                      tmp_path):
+    out = tmp_path / "run"
+    result = seqnet("train", "--corpus", corpus, *DIVERGE, "--out", out, "--lr", "1e37", "--checkpoint-every", 1)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "warning" not in result.stderr, result.stderr                 # numpy's overflow warnings
+    error = result.stderr.strip().splitlines()[-1]
+    assert "loss became" in error and "--steps 20" in error, error
+    suggested = error.split("e.g. seqnet ", 1)[1].split()
+    lr = float(suggested[suggested.index("--lr") + 1])
+    assert lr <= 1e36, error
+    for step_dir in (out / "checkpoints").glob("step-*"):                 # every one loads: finite weights
+        if step_dir.name.endswith(".diverged"):
+            continue
+        for weight in load_checkpoint(step_dir).weights.values():
+            assert np.isfinite(weight).all(), step_dir
+    resumed = seqnet(*suggested[1:])                                      # as printed, but for "seqnet"
+    assert "needs --steps" not in resumed.stderr and "Traceback" not in resumed.stderr, resumed.stderr
+
+
+def test_a_nan_before_the_first_checkpoint_names_the_step_it_was_due(corpus, tmp_path):
+    result = seqnet("train", "--corpus", corpus, *DIVERGE, "--out", tmp_path / "run", "--lr", "1e308")
+    assert result.returncode == 2 and "due at step 20" in result.stderr, result.stderr
+    assert "warning" not in result.stderr and not (tmp_path / "run").exists(), result.stderr
+
+
+def test_json_records_never_hold_nan():
+    from seqnet.training.output import json_text
+
+    assert json.loads(json_text({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
+
+
+def test_lines_of_metrics_that_are_not_records_are_kept_and_a_directory_there_is_one_line(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b"\xff\xfe\nmy note about this run\n")
+    result = seqnet("train", "--out", run, "--resume", "--steps", 14, "--no-progress")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "metrics.jsonl" in result.stderr and "kept" in result.stderr, result.stderr
+    data = (run / "metrics.jsonl").read_bytes()
+    assert b"\xff\xfe\n" in data and b"my note about this run\n" in data
+    other = shutil.copytree(finished, tmp_path / "other")
+    (other / "metrics.jsonl").unlink()
+    (other / "metrics.jsonl").mkdir()
+    result = seqnet("train", "--out", other, "--resume", "--steps", 14, "--no-progress")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "metrics.jsonl" in result.stderr and "directory" in result.stderr, result.stderr
+
+
+def test_a_damaged_token_file_or_sidecar_is_named(finished, tmp_path):
+    def resume(run):
+        result = seqnet("train", "--out", run, "--resume", "--steps", 14, "--no-progress")
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr
+
+    run = shutil.copytree(finished, tmp_path / "count")
+    sidecar = json.loads((run / "tokens.bin.json").read_text())
+    (run / "tokens.bin.json").write_text(json.dumps({**sidecar, "count": "x"}))
+    assert "tokens.bin.json" in (said := resume(run)) and "'count'" in said, said
+    run = shutil.copytree(finished, tmp_path / "range")
+    (run / "tokens.bin").write_bytes(b"\xff" * (run / "tokens.bin").stat().st_size)
+    assert "tokens.bin'" in (said := resume(run)) and "65535" in said, said
+    run = shutil.copytree(finished, tmp_path / "flip")
+    data = bytearray((run / "tokens.bin").read_bytes())
+    data[0], data[2] = data[2], data[0] + 1 if data[0] == data[2] else data[0]     # in range, but not as written
+    (run / "tokens.bin").write_bytes(bytes(data))
+    assert "tokens.bin'" in (said := resume(run)) and "sha256" in said, said
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    target = tmp_path / "target"
+    target.write_text("precious\n")
+    (run / ".seqnet-run").unlink(missing_ok=True)
+    (run / ".seqnet-run").symlink_to(target)
+    result = seqnet("train", "--out", run, "--resume", "--steps", 14, "--no-progress")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "symbolic link" in result.stderr and ".seqnet-run" in result.stderr, result.stderr
+    assert target.read_text() == "precious\n"
+
+
+def test_pruning_keeps_two_intact_checkpoints_past_a_damaged_higher_one(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    stray = shutil.copytree(run / "checkpoints" / "step-00000012", run / "checkpoints" / "step-00000099")
+    for weights in stray.glob("weights.*"):
+        weights.write_bytes(weights.read_bytes()[:-10])
+    result = seqnet("train", "--out", run, "--resume", "--steps", 18, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "step-00000018" in names and "step-00000012" in names, names
+    load_checkpoint(run / "checkpoints" / "step-00000012")
+
+
+def test_a_finished_run_stopped_before_its_summary_writes_it_on_resume(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    kept = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"summary"' not in line]
+    (run / "metrics.jsonl").write_text("".join(line + "\n" for line in kept))
+    (run / "loss.png").unlink(missing_ok=True)
+    result = seqnet("train", "--out", run, "--resume", "--steps", 12, "--no-progress")   # the original --steps
+    assert result.returncode == 0 and "nothing to do" in result.stderr, result.stderr
+    summaries = [r for r in records(run) if r["event"] == "summary"]
+    assert [r["steps"] for r in summaries] == [12] and "val_bits_per_token" in json.dumps(summaries[0])
+    assert (run / "loss.png").exists()
+    again = seqnet("train", "--out", run, "--resume", "--no-progress")
+    assert again.returncode == 0 and [r["steps"] for r in records(run) if r["event"] == "summary"] == [12]
+
+
+def test_a_signal_during_the_last_step_ends_the_run_with_its_summary(corpus, tmp_path):
+    from seqnet.tasks import LanguageModelConfig
+    from seqnet.training import TrainerConfig, new_run
+    from seqnet.training.trainer import Trainer
+
+    task = LanguageModelConfig(corpus=str(corpus), hidden=8, embed=4, batch=2, seq_len=8, sample_length=0)
+    trainer = new_run("lm", task, TrainerConfig(steps=4, checkpoint_every=2, eval_every=2), tmp_path / "run",
+                      progress=False, log=lambda text: None)
+    step = Trainer.train_step
+
+    def train_step(self):
+        loss = step(self)
+        if self.step == self.config.steps:
+            self._stop = signal.SIGTERM                  # as the handler does, during the last step
+        return loss
+
+    trainer.train_step = train_step.__get__(trainer)
+    summary = trainer.run()
+    assert summary["steps"] == 4 and (tmp_path / "run" / "loss.png").exists()
+    assert [r["event"] for r in records(tmp_path / "run")][-1] == "summary"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import signal
 import sys
 import warnings
@@ -21,7 +20,7 @@ from ..backend import BACKEND_NAMES
 from ..errors import SeqnetError, SeqnetWarning
 from ..tasks import TASKS
 from ..training.config import TrainerConfig
-from ..training.output import emit, ensure_standard_streams, silence, write_line
+from ..training.output import emit, ensure_standard_streams, json_text, silence, write_line
 from . import labeled
 from .options import add_settings, check_sampling_flags, device_value, given_settings, settings_from
 
@@ -169,7 +168,7 @@ def _resume(args, kwargs, world):
                                            "--device may change; --new-phase allows a fresh schedule)")
             raise SeqnetError(f"--resume: {what}; drop " + ", ".join(conflicts) + " (nothing was changed)")
         steps = getattr(args, "steps", None)
-        if steps is not None and steps <= trainer.step:
+        if steps is not None and steps <= trainer.step and steps != trainer.config.steps:
             raise SeqnetError(f"--steps: the run is already at step {trainer.step}; expected more, received {steps}")
         if args.new_phase:
             if steps is None:
@@ -222,7 +221,10 @@ def cmd_train(args) -> int:
     if args.resume:
         trainer = _resume(args, kwargs, world)
         if trainer.finished:
-            trainer.close()
+            try:
+                trainer.complete()                   # a summary the run was stopped before writing
+            finally:
+                trainer.close()
             if world.is_root:
                 write_line(sys.stderr, f"seqnet train: {_finished_message(trainer)}")
             return 0
@@ -376,7 +378,7 @@ def cmd_eval(args) -> int:
                                                               128 if args.seq_len is None else args.seq_len)
     streams = result["streams"]
     if args.json:
-        emit(json.dumps(result))
+        emit(json_text(result))
     else:
         unknown = f", {result['unknown_tokens']:,} of them unknown (<UNK>)" if result["unknown_tokens"] else ""
         emit(f"{result['tokens']:,} tokens predicted (of {result['corpus_tokens']:,} in the corpus, "

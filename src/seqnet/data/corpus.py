@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -175,12 +176,13 @@ def encode_corpus(paths: Sequence[Path], tokenizer: Tokenizer, out_path: str | P
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path.unlink(missing_ok=True)  # a stale sidecar must never describe the new ids
-    count = 0
+    count, digest = 0, hashlib.sha256()
     with atomic_writer(out_path, "wb") as file:
         for chunk in chunks:
-            ids = tokenizer.encode(chunk)
-            file.write(ids.astype(dtype).tobytes())
-            count += ids.size
+            data = tokenizer.encode(chunk).astype(dtype).tobytes()
+            file.write(data)
+            digest.update(data)
+            count += len(data) // dtype.itemsize
     if count == 0:
         out_path.unlink()
         raise CorpusError(f"corpus is empty: expected some tokens, the {tokenizer.kind} "
@@ -194,6 +196,7 @@ def encode_corpus(paths: Sequence[Path], tokenizer: Tokenizer, out_path: str | P
         "tokenizer_kind": tokenizer.kind,
         "tokenizer_fingerprint": fingerprint,
         "sources": sources,
+        "sha256": digest.hexdigest(),
     }
     with atomic_writer(sidecar_path, "w") as file:
         json.dump(sidecar, file, indent=1)
@@ -227,7 +230,8 @@ def _itemsize(sidecar: dict) -> int:
 
 
 def _read_sidecar(sidecar_path: Path) -> dict:
-    """Parse and check a sidecar; CorpusError if it is missing, unreadable or malformed."""
+    """Parse and check a sidecar; CorpusError naming it (and the field) if it is missing,
+    unreadable or malformed."""
     try:
         sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -242,6 +246,26 @@ def _read_sidecar(sidecar_path: Path) -> dict:
             f"token id sidecar {str(sidecar_path)!r}: expected format {SIDECAR_FORMAT!r} with "
             f"keys {sorted(required)} and dtype uint16|uint32, got {str(sidecar)[:200]}"
         )
+    def count(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    checks = [
+        ("count", "a number of tokens >= 1", lambda v: count(v) and v >= 1, False),
+        ("vocab_size", "a vocabulary size >= 1", lambda v: count(v) and v >= 1, True),
+        ("tokenizer_kind", "a tokenizer name", lambda v: isinstance(v, str), True),
+        ("tokenizer_fingerprint", "a fingerprint (a string)", lambda v: isinstance(v, str), False),
+        ("sources", "a list of {path, size, mtime_ns}", lambda v: isinstance(v, list) and all(
+            isinstance(x, dict) and isinstance(x.get("path"), str) and count(x.get("size"))
+            and count(x.get("mtime_ns")) for x in v), False),
+        ("sha256", "the hex sha256 of the token file", lambda v: isinstance(v, str) and len(v) == 64
+            and all(c in "0123456789abcdef" for c in v), True),
+    ]
+    for key, expected, ok, optional in checks:
+        if key not in sidecar and optional:
+            continue
+        if not ok(sidecar[key]):
+            raise CorpusError(f"token id sidecar {str(sidecar_path)!r}: field {key!r}: expected {expected}, "
+                              f"received {str(sidecar[key])[:80]!r} (edited or damaged)")
     return sidecar
 
 
@@ -288,8 +312,28 @@ class TokenStream:
                 f"{'no file' if actual_bytes is None else f'{actual_bytes} bytes'}"
             )
         ids = np.memmap(path, dtype=dtype, mode="r", shape=(sidecar["count"],))
+        _check_ids(path, ids, sidecar)
         return cls(path, ids, sidecar.get("vocab_size"), sidecar.get("tokenizer_kind"),
                    sidecar["tokenizer_fingerprint"], tuple(sidecar.get("sources", ())))
+
+
+def _check_ids(path: Path, ids: np.memmap, sidecar: dict, chunk: int = 1 << 22) -> None:
+    """One pass over the token file: its sha256 against the sidecar's (written since it has
+    one) and every id below the vocabulary size; CorpusError naming the file otherwise."""
+    digest = hashlib.sha256() if "sha256" in sidecar else None
+    vocab_size = sidecar.get("vocab_size")
+    for start in range(0, ids.shape[0], chunk):
+        part = np.asarray(ids[start:start + chunk])
+        if digest is not None:
+            digest.update(part.tobytes())
+        if vocab_size is not None and int(part.max()) >= vocab_size:
+            at = start + int(np.argmax(part >= vocab_size))
+            raise CorpusError(f"token id file {str(path)!r}: holds id {int(ids[at])} at position {at}, expected ids "
+                              f"in [0, {vocab_size}) as its sidecar says: the file is damaged (restore it, or "
+                              "start a new run)")
+    if digest is not None and digest.hexdigest() != sidecar["sha256"]:
+        raise CorpusError(f"token id file {str(path)!r}: sha256 {digest.hexdigest()} differs from its sidecar's "
+                          f"{sidecar['sha256']}: the file is damaged (restore it, or start a new run)")
 
 
 def load_token_ids(path: str | Path) -> np.memmap:

@@ -36,7 +36,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -204,17 +204,45 @@ def _read_pointer(run_dir: Path) -> Path:
 
 
 def _prune(checkpoints_dir: Path, keep: int, protected: Path) -> None:
-    """Delete all but the newest ``keep`` step dirs (never ``protected``) and staging leftovers."""
-    steps = sorted(
-        (int(match.group(1)), entry)
-        for entry in checkpoints_dir.iterdir()
-        if entry.is_dir() and (match := _STEP_DIR.fullmatch(entry.name))
-    )
-    doomed = [entry for _, entry in steps[:-keep]]
+    """Delete the step dirs older than the newest ``keep`` intact ones (``protected``, just
+    written, counts as intact and is never deleted) and staging leftovers. A damaged step dir
+    takes no place among the kept: it goes once ``keep`` intact ones are newer than it."""
+    kept, doomed = 0, []
+    for entry in _step_dirs(checkpoints_dir):           # newest first
+        if kept >= keep:
+            doomed.append(entry)
+        elif entry.name == protected.name or _intact(entry):
+            kept += 1
     doomed += [e for e in checkpoints_dir.iterdir() if e.name.startswith(_TEMP_PREFIX)]
     for entry in doomed:
         if entry.name != protected.name:
             shutil.rmtree(entry, ignore_errors=True)
+            _VERIFIED.pop(entry, None)
+
+
+# Step directories this process found intact, with the identity of their meta.json then: a
+# step directory is never changed in place once committed, so pruning need not read it again.
+_VERIFIED: dict[Path, tuple] = {}
+
+
+def _identity(step_dir: Path) -> tuple | None:
+    try:
+        stat = (step_dir / "meta.json").stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _intact(step_dir: Path) -> bool:
+    """Whether ``step_dir`` holds a complete checkpoint that loads (every file, every checksum)."""
+    identity = _identity(step_dir)
+    if identity is not None and _VERIFIED.get(step_dir) == identity:
+        return True
+    try:
+        _load_step_dir(step_dir, optimizer=True)
+    except CheckpointError:
+        return False
+    return True
 
 
 def save_checkpoint(
@@ -242,8 +270,12 @@ def save_checkpoint(
     step = int(step)
     run_dir = Path(run_dir)
     checkpoints_dir = run_dir / "checkpoints"
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
     step_dir = checkpoints_dir / _step_dir_name(step)
+    try:
+        _check_finite(step_dir, weights)
+    except CheckpointError as err:              # never commit what no reader would accept
+        raise CheckpointError(f"not written: {err}") from None
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
 
     files: dict[str, bytes] = {}
     manifest: dict[str, dict] = {}
@@ -281,8 +313,15 @@ def save_checkpoint(
     os.rename(staged, step_dir)
     fsync_dir(checkpoints_dir)
     _write_pointer(run_dir, step_dir, step)
+    _remember_intact(step_dir)
     _prune(checkpoints_dir, keep, protected=step_dir)
     return step_dir
+
+
+def _remember_intact(step_dir: Path) -> None:
+    identity = _identity(step_dir)
+    if identity is not None:
+        _VERIFIED[step_dir] = identity
 
 
 def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarray]:
@@ -312,26 +351,33 @@ def _read_verified(step_dir: Path, entry: Any, role: str) -> dict[str, np.ndarra
     arrays = decode_arrays(data, path)
     names = entry.get("names", list(arrays))
     if sorted(names) != sorted(arrays):
-        raise CheckpointError(f"checkpoint file {name} holds arrays {sorted(arrays)}, expected {sorted(names)}")
+        raise CheckpointError(f"checkpoint file {name} holds arrays {sorted(arrays)}, expected {sorted(names)} "
+                              f"(field arrays.{role}.names of {meta_path})")
     return {key: arrays[key] for key in names}
 
 
-def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback: bool = True) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback: bool = True,
+                    use: Callable[[Checkpoint], Any] | None = None) -> Any:
     """Load and verify the checkpoint of a run directory (via latest.json) or a step directory.
 
     ``optimizer=False`` neither reads nor checks the optimizer's and trainer's arrays
     (sampling and evaluation need only the weights). When the checkpoint latest.json names is
     damaged and ``fallback``, the newest intact one of the run is loaded instead, with a
     :class:`~seqnet.errors.SeqnetWarning` naming the damaged one.
+
+    ``use``: what to make of the checkpoint (a task, a trainer); its result is returned instead
+    of the checkpoint, and a CheckpointError it raises counts as damage of that checkpoint, so
+    a meta.json that verifies but does not describe a usable run falls back the same way.
     """
     path = Path(path)
+    use = use or (lambda checkpoint: checkpoint)
     if not path.is_dir():
         raise CheckpointError(f"not a seqnet run directory: {path} does not exist or is not a directory")
     if not (path / "latest.json").exists():
         if (path / "meta.json").exists():
-            return _load_step_dir(path, optimizer)
+            return use(_load_step_dir(path, optimizer))
         if fallback and _step_dirs(path / "checkpoints"):
-            return _newest_intact(path, None, f"{path / 'latest.json'} is missing", optimizer)
+            return _newest_intact(path, None, f"{path / 'latest.json'} is missing", optimizer, use)
         if is_run_directory(path):
             raise CheckpointError(f"{path} holds no checkpoint yet: the run stopped before its first one was "
                                   "written; start it again (without --resume)")
@@ -339,29 +385,30 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback
             f"not a seqnet run directory: {path} has no latest.json (nor meta.json of a step directory)"
         )
     try:
-        return _load_step_dir(_read_pointer(path), optimizer)
+        return use(_load_step_dir(_read_pointer(path), optimizer))
     except CheckpointError as damaged:
         if not fallback:
             raise
         try:
             return _newest_intact(path, _pointer_target(path), f"the newest checkpoint of {path} is damaged "
-                                                               f"({damaged})", optimizer)
+                                                               f"({damaged})", optimizer, use)
         except CheckpointError:
             raise damaged from None
 
 
-def _newest_intact(path: Path, skip: Path | None, why: str, optimizer: bool = True) -> Checkpoint:
+def _newest_intact(path: Path, skip: Path | None, why: str, optimizer: bool, use: Callable) -> Any:
     """The newest step directory of ``path`` that loads (but ``skip``), with a warning saying ``why``."""
     for step_dir in _step_dirs(path / "checkpoints"):
         if step_dir == skip:
             continue
         try:
             checkpoint = _load_step_dir(step_dir, optimizer)
+            result = use(checkpoint)
         except CheckpointError:
             continue
         warnings.warn(f"{why}; using the newest intact checkpoint, {step_dir.name} (step {checkpoint.step})",
                       SeqnetWarning, stacklevel=3)
-        return checkpoint
+        return result
     raise CheckpointError(f"{why}, and no other checkpoint of {path} is intact")
 
 
@@ -381,8 +428,116 @@ def _step_dirs(checkpoints_dir: Path) -> list[Path]:
     return [entry for _, entry in sorted(found, reverse=True)]
 
 
+# --------------------------------------------------------------------------- meta.json checks
+
+_MISSING = object()
+
+
+def _field(meta: dict, dotted: str) -> Any:
+    value = meta
+    for key in dotted.split("."):
+        value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+    return value
+
+
+def _expect(meta_path: Path, meta: dict, dotted: str, expected: str, ok: Callable[[Any], bool],
+            optional: bool = False) -> None:
+    """CheckpointError naming ``meta_path`` and the field ``dotted`` unless ``ok(value)``."""
+    value = _field(meta, dotted)
+    if value is _MISSING and optional:
+        return
+    if value is _MISSING:
+        raise CheckpointError(f"{meta_path}: field {dotted} is missing; expected {expected} (edited or damaged)")
+    if not ok(value):
+        raise CheckpointError(f"{meta_path}: field {dotted}: expected {expected}, received {_short(value)} "
+                              "(edited or damaged)")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
+def _check_manifest(meta_path: Path, meta: dict, roles: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    _expect(meta_path, meta, "arrays", "an object naming the array files", _is_object)
+    for role in roles + optional:
+        is_optional = role in optional
+        _expect(meta_path, meta, f"arrays.{role}", "an object (file, names, bytes, sha256)", _is_object, is_optional)
+        if _field(meta, f"arrays.{role}") is _MISSING:
+            continue
+        _expect(meta_path, meta, f"arrays.{role}.file", "a plain .safetensors/.npz file name",
+                lambda name: isinstance(name, str) and Path(name).name == name and Path(name).suffix in ARRAY_SUFFIXES)
+        _expect(meta_path, meta, f"arrays.{role}.names", "a list of array names", _is_names)
+        _expect(meta_path, meta, f"arrays.{role}.bytes", "a size in bytes (an integer >= 0)", _is_int)
+        _expect(meta_path, meta, f"arrays.{role}.sha256", "a hex sha256 digest",
+                lambda digest: isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) is not None)
+
+
+def _check_meta(meta_path: Path, meta: dict, version: int) -> None:
+    """The structure every reader of a checkpoint relies on (what each setting and record
+    holds is checked where it is interpreted: configs, tasks, optimizers)."""
+    _expect(meta_path, meta, "step", "an integer >= 0", _is_int)
+    _expect(meta_path, meta, "config", "an object (the run's settings)", _is_object)
+    _check_manifest(meta_path, meta, ("weights", "optimizer") + (("task",) if version == 2 else ()),
+                    ("trainer",) if version == 2 else ())
+    if version == 1:
+        for key in ("tokenizer", "optimizer_state", "rng_state", "data_state"):
+            _expect(meta_path, meta, key, "an object", _is_object)
+        return
+    for key in ("task", "trainer"):
+        _expect(meta_path, meta, key, "an object", _is_object)
+    _check_records(meta_path, meta, required=False)
+
+
+# What a run's checkpoint holds beyond what any checkpoint does (save_checkpoint takes any records).
+RUN_RECORDS = (("config.task", "an object (the task's settings)", _is_object),
+               ("config.trainer", "an object (the trainer's settings)", _is_object),
+               ("task.kind", "a task name", lambda kind: isinstance(kind, str)),
+               ("task.setup", "an object (what rebuilds the task's model)", _is_object),
+               ("task.state", "an object (the task's progress)", _is_object),
+               ("trainer.optimizer", "an object (the optimizer's settings and step)", _is_object))
+
+
+def _check_records(meta_path: Path, meta: dict, required: bool) -> None:
+    for key, expected, ok in RUN_RECORDS:
+        _expect(meta_path, meta, key, expected, ok, optional=not required)
+    _expect(meta_path, meta, "trainer.optimizer.hyperparams", "an object", _is_object, optional=True)
+    _expect(meta_path, meta, "trainer.phases", "a list of objects",
+            lambda phases: isinstance(phases, list) and all(map(_is_object, phases)), optional=True)
+    _expect(meta_path, meta, "trainer.dropout_rngs", "a list of generator states",
+            lambda rngs: isinstance(rngs, list) and all(map(_is_object, rngs)), optional=True)
+
+
+def check_run_records(checkpoint: Checkpoint) -> None:
+    """CheckpointError naming the meta.json and the field unless ``checkpoint`` (format 2) holds
+    every record of a training run (:data:`RUN_RECORDS`)."""
+    meta = {"config": checkpoint.config, "task": checkpoint.task, "trainer": checkpoint.trainer}
+    _check_records(checkpoint.path / "meta.json", meta, required=True)
+
+
+def _check_finite(step_dir: Path, weights: dict[str, np.ndarray]) -> None:
+    for name, array in weights.items():
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            raise CheckpointError(f"{step_dir}: weights {name!r} hold {bad} NaN or infinite values of {array.size}: "
+                                  "the parameters of a diverged run, not usable")
+
+
 def _load_step_dir(step_dir: Path, optimizer: bool) -> Checkpoint:
     meta_path = step_dir / "meta.json"
+    identity = _identity(step_dir)
     meta = _read_json(meta_path, "not a seqnet checkpoint")
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -394,28 +549,28 @@ def _load_step_dir(step_dir: Path, optimizer: bool) -> Checkpoint:
             f"{meta_path} has format_version {version!r}; this seqnet reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
-    required = ("step", "config", "arrays") + (("task", "trainer") if version == 2 else
-                                                ("tokenizer", "optimizer_state", "rng_state", "data_state"))
-    missing = [key for key in required if key not in meta]
-    if missing:
-        raise CheckpointError(f"{meta_path} lacks {', '.join(missing)}")
+    _check_meta(meta_path, meta, version)
     named = _STEP_DIR.fullmatch(step_dir.name)
     if named and meta["step"] != int(named.group(1)):
         raise CheckpointError(f"{meta_path} says step {meta['step']!r}, but it lies in {step_dir.name}: edited or "
                               "damaged")
-    manifest = meta["arrays"] if isinstance(meta["arrays"], dict) else {}
+    manifest = meta["arrays"]
     weights = _read_verified(step_dir, manifest.get("weights"), "weights")
+    _check_finite(step_dir, weights)
     optimizer_arrays = _read_verified(step_dir, manifest.get("optimizer"), "optimizer") if optimizer else None
     if version == 1:
         return _from_version_1(meta, step_dir, weights, optimizer_arrays, optimizer)
     trainer_arrays = None
     if optimizer:
         trainer_arrays = _read_verified(step_dir, manifest["trainer"], "trainer") if "trainer" in manifest else {}
-    return Checkpoint(
+    checkpoint = Checkpoint(
         step=meta["step"], config=meta["config"], task=meta["task"], trainer=meta["trainer"], weights=weights,
         optimizer_arrays=optimizer_arrays, task_arrays=_read_verified(step_dir, manifest.get("task"), "task"),
         path=step_dir, format_version=2, trainer_arrays=trainer_arrays,
     )
+    if optimizer and identity is not None and identity == _identity(step_dir):
+        _VERIFIED[step_dir] = identity
+    return checkpoint
 
 
 _V1_CARRY_PREFIX = "carry/"   # version 1 kept the carried state in the optimizer's array file
@@ -449,3 +604,40 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     """
     run_dir = Path(run_dir)
     return (run_dir / "latest.json").is_file() or bool(_step_dirs(run_dir / "checkpoints"))
+
+
+def newest_checkpoint_step(run_dir: str | os.PathLike) -> int | None:
+    """The step of the checkpoint that ``run_dir/latest.json`` names, if that one is intact
+    (else of the newest intact one); None when there is none."""
+    run_dir = Path(run_dir)
+    target = _pointer_target(run_dir)
+    for step_dir in ([target] if target is not None else []) + _step_dirs(run_dir / "checkpoints"):
+        if _intact(step_dir):
+            return int(_STEP_DIR.fullmatch(step_dir.name).group(1)) if _STEP_DIR.fullmatch(step_dir.name) else None
+    return None
+
+
+DIVERGED_SUFFIX = ".diverged"
+
+
+def set_aside_diverged(run_dir: str | os.PathLike, first_bad_step: int) -> Path | None:
+    """The checkpoint latest.json names, when its step is ``first_bad_step`` or later (its
+    parameters gave a NaN or infinite loss), is renamed ``step-N.diverged`` (kept, read by
+    nothing) and latest.json made to name the newest intact checkpoint before it (removed when
+    there is none). Returns the renamed directory, or None when nothing was set aside."""
+    run_dir = Path(run_dir)
+    target = _pointer_target(run_dir)
+    named = _STEP_DIR.fullmatch(target.name) if target is not None else None
+    if named is None or int(named.group(1)) < first_bad_step or not target.is_dir():
+        return None
+    aside = target.with_name(target.name + DIVERGED_SUFFIX)
+    shutil.rmtree(aside, ignore_errors=True)
+    earlier = [d for d in _step_dirs(run_dir / "checkpoints") if int(d.name[5:]) < first_bad_step and _intact(d)]
+    if earlier:
+        _write_pointer(run_dir, earlier[0], int(earlier[0].name[5:]))
+    else:
+        (run_dir / "latest.json").unlink()
+    os.rename(target, aside)
+    _VERIFIED.pop(target, None)
+    fsync_dir(target.parent)
+    return aside

@@ -9,6 +9,8 @@ the run goes on to its checkpoints. Progress is a tqdm bar on a terminal; anywhe
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import sys
 import time
@@ -17,6 +19,21 @@ from typing import TextIO
 from ..errors import SeqnetError
 
 PLAIN_PROGRESS_SECONDS = 30.0     # at most one plain progress line this often, off a terminal
+
+
+def json_text(record) -> str:
+    """``record`` as one line of strict JSON: a NaN or infinite number (a diverged loss, an
+    overflowed score) becomes null, which every JSON reader accepts, where NaN is not JSON."""
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(item) for item in value]
+        return value
+
+    return json.dumps(finite(record), allow_nan=False)
 
 
 def write_line(stream: TextIO, text: str, *, required: bool = False) -> bool:

@@ -24,12 +24,15 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
+import warnings
 from pathlib import Path
 
-from ..errors import CheckpointError, RunDirectoryError
+from ..errors import CheckpointError, RunDirectoryError, SeqnetWarning
 from ..files import RUN_MARKER, atomic_writer, is_run_directory, remove_stale_temporaries, umask_mode
 from .checkpoint import has_checkpoint
+from .output import json_text
 
 try:
     import fcntl
@@ -43,6 +46,8 @@ RUN_FILES = frozenset({"tokens.bin", "tokens.bin.json", METRICS, "config.json", 
 
 def _holder(path: Path) -> str:
     try:
+        if (path / RUN_MARKER).is_symlink():
+            raise OSError("a link")
         info = json.loads((path / RUN_MARKER).read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
         return "another seqnet process"
@@ -139,10 +144,20 @@ class RunDirectory:
 
     def _lock(self) -> None:
         marker = self.path / RUN_MARKER
-        try:
-            fd = os.open(marker, os.O_RDWR | os.O_CREAT, umask_mode())
+        if marker.is_symlink():
+            raise RunDirectoryError(f"--out: {marker} is a symbolic link (to {os.readlink(marker)}); expected the "
+                                    "run's own lock file: remove the link (nothing was changed)")
+        try:                                        # O_NOFOLLOW: a link put there meanwhile is refused too
+            fd = os.open(marker, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), umask_mode())
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise RunDirectoryError(f"--out: {marker} is a symbolic link; expected the run's own lock file: "
+                                        "remove the link (nothing was changed)") from err
             raise RunDirectoryError(self._not_writable(err)) from err
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunDirectoryError(f"--out: {marker} is not a regular file; expected the run's own lock file "
+                                    "(nothing was changed)")
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -222,41 +237,81 @@ class RunDirectory:
 
     # -- metrics ------------------------------------------------------------------------------
     def append_metrics(self, record: dict) -> None:
-        with open(self.path / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.path / METRICS
+        try:                                       # never through a link: the run writes its own file
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), umask_mode())
+        except OSError as err:
+            raise RunDirectoryError(f"{path}: cannot append a record ({err.strerror}); expected a regular file "
+                                    "of JSON records") from err
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json_text(record) + "\n")
+
+    def _metrics_lines(self) -> list[bytes] | None:
+        """The lines of metrics.jsonl as bytes (None when there is none); RunDirectoryError
+        naming it when it is not a readable regular file."""
+        path = self.path / METRICS
+        if not os.path.lexists(path):
+            return None
+        if path.is_symlink() or not path.is_file():
+            kind = "a symbolic link" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file"
+            raise RunDirectoryError(f"{path}: expected the run's file of JSON records, found {kind}; move it away "
+                                    "(the run writes its records there)")
+        try:
+            return path.read_bytes().splitlines(keepends=True)
+        except OSError as err:
+            raise RunDirectoryError(f"{path}: cannot read the run's records ({err.strerror})") from err
 
     def read_metrics(self) -> list[dict]:
-        path = self.path / METRICS
-        if not path.exists():
-            return []
+        """The JSON records of metrics.jsonl (lines that are not records are skipped)."""
         records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError):
-                records.append(json.loads(line))
+        for line in self._metrics_lines() or []:
+            record = _record(line)
+            if record is not None:
+                records.append(record)
         return records
 
     def rollback_metrics(self, step: int) -> int:
         """Drop the records of steps after ``step`` (written after the checkpoint being resumed);
-        returns how many were dropped."""
-        path = self.path / METRICS
-        if not path.exists():
+        returns how many were dropped. A line that is not a record (a note someone added, bytes
+        that are not UTF-8) is kept, with a warning; a record cut short by a kill, as the last
+        line, is dropped, with a warning."""
+        lines = self._metrics_lines()
+        if lines is None:
             return 0
-        kept, dropped = [], 0
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                dropped += 1
+        path = self.path / METRICS
+        kept, dropped, foreign = [], 0, []
+        for number, line in enumerate(lines, 1):
+            record = _record(line)
+            if record is None:
+                if number == len(lines) and not line.endswith(b"\n") and line.lstrip().startswith(b"{"):
+                    warnings.warn(f"{path}: line {number} is a record cut short (a run killed while writing it); "
+                                  "dropped", SeqnetWarning, stacklevel=2)
+                    dropped += 1
+                    continue
+                if line.strip():
+                    foreign.append(number)
+                kept.append(line if line.endswith(b"\n") else line + b"\n")
                 continue
             at = record.get("step", record.get("steps")) if isinstance(record, dict) else None
-            if isinstance(at, int) and at > step:
+            if isinstance(at, int) and not isinstance(at, bool) and at > step:
                 dropped += 1
                 continue
-            kept.append(line)
-        if dropped:
-            with atomic_writer(path, "w") as f:
-                f.write("".join(line + "\n" for line in kept))
+            kept.append(line if line.endswith(b"\n") else line + b"\n")
+        if foreign:
+            warnings.warn(f"{path}: line(s) {', '.join(map(str, foreign[:5]))}{', ...' if len(foreign) > 5 else ''} "
+                          "are not JSON records; kept as they are", SeqnetWarning, stacklevel=2)
+        if dropped or kept != lines:
+            with atomic_writer(path, "wb") as f:
+                f.write(b"".join(kept))
         return dropped
+
+
+def _record(line: bytes):
+    """The JSON value of one metrics line, or None when it is not one (undecodable, not JSON)."""
+    try:
+        return json.loads(line.decode("utf-8"))
+    except ValueError:                      # UnicodeDecodeError and JSONDecodeError both
+        return None
 
 
 class RunFollower(RunDirectory):

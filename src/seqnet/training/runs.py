@@ -12,15 +12,18 @@ that fails on any rank fails on every rank, reported once by rank 0.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ConfigError, DistributedError, SeqnetWarning
+from ..config import flag_of
+from ..errors import (BackendError, CheckpointError, ConfigError, CorpusError, DistributedError,
+                      SeqnetWarning)
 from ..tasks import TASKS, LanguageModelConfig, Task
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, check_run_records, load_checkpoint
 from .config import TrainerConfig
 from .distributed import make_world
 from .run_dir import RunDirectory
@@ -28,28 +31,92 @@ from .trainer import Trainer
 
 
 def configs_of(checkpoint: Checkpoint) -> tuple[type[Task], Any, TrainerConfig]:
-    """(task class, task config, trainer config) that a checkpoint was written with."""
+    """(task class, task config, trainer config) that a checkpoint was written with; a setting
+    that is missing, unknown or out of range is a CheckpointError naming meta.json and the field."""
     config = checkpoint.config
+    meta = checkpoint.path / "meta.json"
     if checkpoint.format_version == 1:                 # one flat language-model config
         task_names = {f.name for f in fields(LanguageModelConfig)}
         trainer_names = {f.name for f in fields(TrainerConfig)}
-        task_config = LanguageModelConfig.from_json({k: v for k, v in config.items() if k in task_names})
+        task_config = _settings(LanguageModelConfig, {k: v for k, v in config.items() if k in task_names},
+                                meta, "config", strict=False)
         trainer = {k: v for k, v in config.items() if k in trainer_names}
         # Version 1 used min(warmup, steps // 2) with its only default, 50: that is the automatic warm-up now.
         if trainer.get("warmup") == 50:
             trainer["warmup"] = None
         elif isinstance(trainer.get("warmup"), int) and isinstance(trainer.get("steps"), int):
             trainer["warmup"] = min(trainer["warmup"], trainer["steps"] // 2)
-        return TASKS["lm"], task_config, TrainerConfig.from_json(trainer, "config")
-    if not isinstance(config, dict) or not isinstance(config.get("task"), dict):
-        raise CheckpointError(f"{checkpoint.path}: config has no 'task' record")
+        return TASKS["lm"], task_config, _settings(TrainerConfig, trainer, meta, "config", strict=False)
+    check_run_records(checkpoint)
     task_json = dict(config["task"])
     kind = task_json.pop("kind", None)
-    if kind not in TASKS:
-        raise CheckpointError(f"{checkpoint.path}: unknown task {kind!r}; this seqnet knows {sorted(TASKS)}")
+    if not isinstance(kind, str) or kind not in TASKS:
+        raise CheckpointError(f"{meta}: field config.task.kind: expected one of {', '.join(sorted(TASKS))}, "
+                              f"received {kind!r} (edited or damaged)")
+    if checkpoint.task.get("kind") != kind:
+        raise CheckpointError(f"{meta}: field task.kind: expected {kind!r} (config.task.kind), received "
+                              f"{checkpoint.task.get('kind')!r} (edited or damaged)")
     task_cls = TASKS[kind]
-    return task_cls, task_cls.Config.from_json(task_json, "config['task']"), \
-        TrainerConfig.from_json(config.get("trainer", {}), "config['trainer']")
+    return (task_cls, _settings(task_cls.Config, task_json, meta, "config.task"),
+            _settings(TrainerConfig, config.get("trainer"), meta, "config.trainer"))
+
+
+def _settings(cls, data: Any, meta: Path, where: str, strict: bool = True):
+    """``cls`` (a Settings class) from the record ``where`` of ``meta``: every field present
+    (``strict``: a checkpoint records all of them), no unknown one, each of its kind."""
+    def damaged(field: str, text: str) -> CheckpointError:
+        return CheckpointError(f"{meta}: field {where}{field}: {text} (edited or damaged)")
+
+    if not isinstance(data, dict):
+        raise damaged("", f"expected an object, received {type(data).__name__}")
+    declared = {f.name: f for f in fields(cls)}
+    for name in sorted(set(data) - set(declared)):
+        raise damaged(f".{name}", f"unknown setting; known ones are {', '.join(sorted(declared))}")
+    for name, f in declared.items():
+        if name not in data:
+            if strict:
+                raise damaged(f".{name}", "missing (a checkpoint records every setting)")
+        elif f.default is not None and not _same_type(data[name], f.default):
+            raise damaged(f".{name}", f"expected a value like {f.default!r}, received {json.dumps(data[name])[:60]}")
+    try:
+        return cls.from_json(data, where)
+    except ConfigError as err:                          # its message names the flag of the setting
+        flag, _, rest = str(err).partition(":")
+        by_flag = {flag_of(f): name for name, f in declared.items()}
+        if flag in by_flag:
+            raise damaged(f".{by_flag[flag]}", rest.strip()) from None
+        raise damaged("", str(err)) from None
+    except (TypeError, ValueError) as err:
+        raise damaged("", f"{type(err).__name__}: {err}") from None
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    """Whether ``value`` read from JSON has the type of a setting whose default is ``default``."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))      # the kind of the setting says which numbers
+    return isinstance(value, type(default))
+
+
+@contextlib.contextmanager
+def _as_damage(checkpoint: Checkpoint, passing: tuple = (CorpusError,)):
+    """What goes wrong while a checkpoint's records are taken up (the task rebuilt from its
+    setup, its state, the optimizer's) is damage of that checkpoint: a CheckpointError naming
+    its meta.json, so that the newest intact checkpoint is used instead. A missing backend, a
+    failed process and ``passing`` (while the task is rebuilt: a damaged token file) are not."""
+    try:
+        yield
+    except CheckpointError as err:
+        if str(checkpoint.path) in str(err):
+            raise
+        raise CheckpointError(f"{checkpoint.path / 'meta.json'}: {err} (edited or damaged)") from err
+    except (BackendError, DistributedError, *passing):
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        raise CheckpointError(f"{checkpoint.path / 'meta.json'}: its records do not describe a usable "
+                              f"{checkpoint.task.get('kind')} run ({type(err).__name__}: {err}); edited or "
+                              "damaged") from err
 
 
 def _held(run: RunDirectory | str | Path | None, *, new: bool) -> RunDirectory:
@@ -155,15 +222,22 @@ def resume_run(run: RunDirectory | str | Path, *, distributed="auto", backend: s
         moved.setdefault("device", None)
     if world.size > 1:
         return _resume_job_run(world, run, trainer_options, moved)
+    replace(TrainerConfig(), **moved).validate()
     run = _held(run, new=False)
-    try:
-        checkpoint = load_checkpoint(run.path)
+
+    def use(checkpoint: Checkpoint) -> Trainer:
         task_cls, task_config, trainer_config = configs_of(checkpoint)
-        trainer_config = replace(trainer_config, **moved).validate()
+        with _as_damage(checkpoint):
+            trainer_config = replace(trainer_config, **moved).validate()
+            task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=run.path,
+                                    **_build_options(trainer_config, world))
+        with _as_damage(checkpoint, passing=()):        # the checkpoint's state, for the run's own data
+            trainer = Trainer(task, trainer_config, run, distributed=world, **trainer_options).restore(checkpoint)
         _warn_if_config_json_edited(run.path, checkpoint)
-        task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=run.path,
-                                **_build_options(trainer_config, world))
-        return Trainer(task, trainer_config, run, distributed=world, **trainer_options).restore(checkpoint)
+        return trainer
+
+    try:
+        return load_checkpoint(run.path, use=use)
     except BaseException:
         run.release()
         raise
@@ -214,14 +288,17 @@ def _warn_if_config_json_edited(run_dir: Path, checkpoint: Checkpoint) -> None:
 def load_task(run_dir: str | Path, backend: str | None = None, device: Any = None) -> Task:
     """The trained task of a run directory for inference (weights loaded; no data, no optimizer),
     on ``backend`` and ``device`` (default: the run's own; a device alone keeps the run's backend)."""
-    checkpoint = load_checkpoint(run_dir, optimizer=False)
-    task_cls, task_config, trainer_config = configs_of(checkpoint)
-    if backend is None:
-        backend, device = trainer_config.backend, (trainer_config.device if device is None else device)
-    task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=backend, device=device,
-                            dtype=trainer_config.dtype, seed=trainer_config.seed)
-    task.model.load_state_dict(checkpoint.weights)
-    return task
+    def use(checkpoint: Checkpoint) -> Task:
+        task_cls, task_config, trainer_config = configs_of(checkpoint)
+        on, where = (trainer_config.backend, trainer_config.device if device is None else device) \
+            if backend is None else (backend, device)
+        with _as_damage(checkpoint):
+            task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=on, device=where,
+                                    dtype=trainer_config.dtype, seed=trainer_config.seed)
+            task.model.load_state_dict(checkpoint.weights)
+        return task
+
+    return load_checkpoint(run_dir, optimizer=False, use=use)
 
 
 def load_model(run_dir: str | Path, backend: str | None = None, device: Any = None):

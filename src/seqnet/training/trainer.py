@@ -40,12 +40,12 @@ from ..errors import DistributedError, NonFiniteLossError
 from ..files import atomic_writer
 from ..random_state import rng_from_json, rng_to_json
 from ..tasks import Task
-from .checkpoint import has_checkpoint, save_checkpoint
+from .checkpoint import newest_checkpoint_step, save_checkpoint, set_aside_diverged
 from .clipping import clip_grad_norm, clip_grad_value
 from .config import TrainerConfig
 from .distributed import make_world
 from .optimizers import make_optimizer
-from .output import Progress, write_line
+from .output import Progress, json_text, write_line
 from .run_dir import RunDirectory, RunFollower
 from .schedules import make_schedule
 
@@ -191,6 +191,7 @@ class Trainer:
         the parameters are compared across processes first, and rank 0 writes)."""
         world = self.world
         world.check_same_parameters(self.model.params, self.step)
+        self._check_parameters()
         task_json, task_arrays = self.task.state_dict()
         task_arrays = self._join_shards(task_arrays)
         rng = getattr(self.model, "dropout_rng", None)
@@ -290,26 +291,47 @@ class Trainer:
         values = [float(v) / LOG2 for v in to_numpy(self.model.backend.xp.stack([loss for _, loss in pending]))]
         for (step, _), value in zip(pending, values):
             if not math.isfinite(value):
-                raise self.world.everywhere(NonFiniteLossError(self._nan_message(step, value)))
+                what = f"loss became {value} at step {step}"
+                # the loss of step s is that of the parameters after s updates: a checkpoint of
+                # step s or later holds parameters that diverged, and must not be resumed from
+                aside = set_aside_diverged(self.run_dir, step) if self.world.is_root else None
+                if aside is not None and newest_checkpoint_step(self.run_dir) is not None:
+                    what += f" (with the parameters checkpointed then, now set aside as {aside})"
+                raise self.world.everywhere(NonFiniteLossError(self._nan_message(what)))
             self.history.append((step, value))
         pending.clear()
         return values[-1]
 
-    def _nan_message(self, step: int, value: float) -> str:
+    def _check_parameters(self) -> None:
+        """Stop before a checkpoint of NaN or infinite parameters is written (an update can
+        overflow while the loss it was computed from was finite); every process checks its own
+        copy, and they are the same."""
+        xp = self.model.backend.xp
+        for name, value in self.model.params.items():
+            if not bool(xp.all(xp.isfinite(value))):
+                raise self.world.everywhere(NonFiniteLossError(self._nan_message(
+                    f"the parameters became NaN or infinite at step {self.step} ({name}, among others perhaps); "
+                    "no checkpoint of them was written")))
+
+    def _nan_message(self, what: str) -> str:
         cfg = self.config
-        if not has_checkpoint(self.run_dir):
-            return (f"loss became {value} at step {step}, before the first checkpoint (due at step "
-                    f"{cfg.checkpoint_every}); nothing was kept. Start again with a lower --lr (this run's: {cfg.lr:g}), "
+        last = newest_checkpoint_step(self.run_dir)
+        if last is None:
+            due = min(cfg.checkpoint_every, cfg.steps)
+            when = (f"before the first checkpoint (due at step {due})" if self.step < due else
+                    "and no checkpoint of this run gives a finite loss")
+            return (f"{what}, {when}; nothing was kept. Start again with a lower --lr (this run's: {cfg.lr:g}), "
                     "or with --clip")
-        last = json.loads((self.run_dir / "latest.json").read_text()).get("step")
-        return (f"loss became {value} at step {step}; stopping. The checkpoint of step {last} in {self.run_dir} is "
-                f"intact: continue from it with a lower learning rate as a new phase, e.g. seqnet train --out "
-                f"{self.run_dir} --resume --new-phase --lr {cfg.lr / 10:g}")
+        lower = min(cfg.lr, self.optimizer.lr) / 10
+        warmup = " --warmup 0" if cfg.warmup is not None and cfg.warmup >= cfg.steps - last else ""
+        return (f"{what}; stopping. The checkpoint of step {last} in {self.run_dir} is intact: continue from it "
+                f"with a lower learning rate as a new phase, e.g. seqnet train --out {self.run_dir} --resume "
+                f"--new-phase --steps {cfg.steps} --lr {lower:.1g}{warmup}")
 
     def emit(self, record: dict) -> None:
         self.directory.append_metrics(record)
         if self.json_lines:
-            write_line(sys.stdout, json.dumps(record))
+            write_line(sys.stdout, json_text(record))
 
     def _handle_signal(self, signum, frame) -> None:
         if self._stop is not None:                      # the second one: stop now
@@ -334,7 +356,10 @@ class Trainer:
         try:
             with self.world.ending_on_error((NonFiniteLossError, TrainingInterrupted, DistributedError)):
                 self._synchronise()
-                return self._run()
+                # An overflow shows as a non-finite loss or parameters, which stop the run with
+                # their own message: numpy's warnings about it would only repeat that, worse.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    return self._run()
         finally:
             self.directory.release()
 
@@ -377,7 +402,7 @@ class Trainer:
                         self.log(text)
                 if due(cfg.checkpoint_every) or last or stopping:
                     self.save()
-                if stopping:
+                if stopping and not last:           # at the last step the run just ends, summary and all
                     self.emit({"event": "interrupted", "step": self.step})
                     raise TrainingInterrupted(self.step, signum, self.run_dir)
         finally:
@@ -391,6 +416,33 @@ class Trainer:
         self.emit(summary)
         if self.world.is_root:
             write_loss_plot(self.run_dir, self.history, self.task.loss_unit)
+        return summary
+
+    def complete(self) -> dict | None:
+        """For a finished run (:attr:`finished`) that has no summary record of its last step (it
+        was stopped after its last checkpoint, before the summary): write the summary, from the
+        evaluation record of that step (or a fresh evaluation), and loss.png. Returns the summary,
+        or None when the run had one already (or this process does not write)."""
+        if not self.finished or not self.world.is_root:
+            return None
+        self.directory.acquire()
+        self.directory.rollback_metrics(self.step)
+        records = [r for r in self.directory.read_metrics() if isinstance(r, dict)]
+        if any(r.get("event") == "summary" and r.get("steps") == self.step for r in records):
+            return None
+        train_key = "train_" + self.task.loss_unit.replace(" ", "_")
+        evals = [r for r in records if r.get("event") == "eval" and r.get("step") == self.step]
+        if evals:
+            metrics = {k: v for k, v in evals[-1].items() if k not in ("event", "step", train_key, "tokens_per_s", "lr")}
+            tok_s = evals[-1].get("tokens_per_s")
+        else:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                metrics, tok_s = self.task.evaluate(), None
+        summary = {"event": "summary", "steps": self.step,
+                   train_key: self.history[-1][1] if self.history else None, **metrics,
+                   "tokens_per_s": tok_s, "seconds": None, "run_dir": str(self.run_dir)}
+        self.emit(summary)
+        write_loss_plot(self.run_dir, self.history)
         return summary
 
     def close(self) -> None:
