@@ -326,3 +326,152 @@ def test_nan_loss_exits_2_from_the_command_line(tmp_path):
     assert json.loads((out / "latest.json").read_text())["step"] == 5
     sample = seqnet("sample", out, "--prime", "the", "--length", 5, "--seed", 0)
     assert sample.returncode == 0 and sample.stdout.startswith("the"), sample.stderr
+
+
+# --------------------------------------------------------------------------- the filesystem
+
+
+def one_error_line(result: subprocess.CompletedProcess, command: str, code: int) -> str:
+    """The one ``seqnet <command>: error: ...`` line of ``result`` (warnings aside), exit ``code``."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and ": warning: " not in line]
+    assert len(lines) == 1 and lines[0].startswith(f"seqnet {command}: error: "), result.stderr
+    return lines[0]
+
+
+def test_a_file_name_too_long_is_one_line_naming_the_argument(trained, tmp_path):
+    run_dir, corpus, _ = trained
+    long = "x" * 300
+    cases = [(("train", "--out", long, "--corpus", corpus, *TINY), "train", "--out: "),
+             (("train", "--out", long, "--resume"), "train", "--out: "),
+             (("train", "--corpus", long, "--out", tmp_path / "run", *TINY), "train", "--corpus: "),
+             (("sample", long), "sample", "DIR: "),
+             (("eval", run_dir, "--corpus", long), "eval", "--corpus: ")]
+    for args, name, argument in cases:
+        line = one_error_line(seqnet(*args, cwd=tmp_path), name, 1)
+        assert argument + "x" * 50 in line and "(300 characters): File name too long" in line, line
+        if name == "train":
+            assert ("nothing was changed" if "--resume" in args else "nothing was kept") in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def _failing_checkpoints(monkeypatch, failure, at_call: int, commit_first: bool = False):
+    """save_checkpoint raises ``failure`` at its ``at_call``-th call (after committing, if asked)."""
+    import seqnet.training.trainer as trainer_module
+
+    real, calls = trainer_module.save_checkpoint, []
+
+    def save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            if commit_first:
+                real(*args, **kwargs)
+            raise failure
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+
+
+def _main(*args) -> int:
+    from seqnet.cli.main import main
+
+    return main([str(a) for a in args])
+
+
+@pytest.mark.parametrize("at_call", [1, 2], ids=["first checkpoint", "second checkpoint"])
+def test_a_full_disk_is_one_line_saying_what_was_kept(tmp_path, monkeypatch, capsys, at_call):
+    import errno
+
+    corpus = write_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    _failing_checkpoints(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), at_call)
+    assert _main("train", "--corpus", corpus, "--out", out, *TINY) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"seqnet train: error: --out: {out}: No space left on device; "), line
+    if at_call == 1:
+        assert "nothing was kept" in line and not out.exists(), line
+    else:
+        assert f"the checkpoints already written in {out} are intact" in line and "--resume" in line, line
+        from seqnet.training.checkpoint import load_checkpoint
+
+        assert load_checkpoint(out).step == 6
+
+
+def test_a_directory_made_unwritable_mid_run_names_the_path(tmp_path, monkeypatch, capsys):
+    import errno
+
+    corpus = write_corpus(tmp_path / "c.txt")
+    out = tmp_path / "run"
+    denied = str(out / "checkpoints" / ".step-00000012.tmp")
+    _failing_checkpoints(monkeypatch, PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied), 2)
+    assert _main("train", "--corpus", corpus, "--out", out, *TINY) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"seqnet train: error: --out: {denied}: Permission denied; the checkpoints already written" in err, err
+
+
+# --------------------------------------------------------------------------- one line each
+
+
+def test_argparse_mistakes_are_one_line_with_a_hint(tmp_path):
+    for args, fragment in ((("--steps", "nan"), "argument --steps: invalid int value: 'nan'"),
+                           (("--bogus",), "unrecognized arguments: --bogus"),
+                           (("--cell", "foo"), "argument --cell: invalid choice: 'foo'")):
+        line = one_error_line(seqnet("train", *args, cwd=tmp_path), "train", 2)
+        assert fragment in line and line.endswith("(seqnet train --help lists the flags)"), line
+    assert "usage:" not in seqnet("sample", cwd=tmp_path).stderr
+
+
+def test_help_version_and_the_train_summary_to_a_full_disk_are_reported(trained, tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    _, corpus, _ = trained
+    for args, name in ((("--help",), None), (("--version",), None), (("train", "--help"), "train"),
+                       (("train", "--corpus", corpus, "--out", tmp_path / "run", *TINY), "train"),
+                       (("train", "--corpus", corpus, "--out", tmp_path / "json", "--json", *TINY), "train")):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(command(*args), stdout=full, stderr=subprocess.PIPE, text=True, env=env(),
+                                    timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert f"{'seqnet' if name is None else 'seqnet ' + name}: error: standard output: cannot be written (No " \
+               "space left on device)" in result.stderr, result.stderr
+    assert "the run itself is complete" in result.stderr
+    from seqnet.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run").step == 12
+
+
+def test_smaller_messages_name_flags_and_show_paths_readably(trained, tmp_path):
+    run_dir, corpus, _ = trained
+    assert one_error_line(seqnet("train", "--out", run_dir, "--resume", "--device", "0"), "train", 2).startswith(
+        "seqnet train: error: --device: ")
+    line = one_error_line(seqnet("train", "--out", run_dir, "--resume", "--steps", "20", "--warmup", "3"), "train", 2)
+    assert "--warmup 3 (the run's: the default)" in line and "None" not in line, line
+    assert "which exists but is not a regular file" in one_error_line(
+        seqnet("train", "--corpus", "/dev/null", "--out", tmp_path / "a", *TINY), "train", 2)
+    assert not (tmp_path / "a").exists()
+    if Path("/proc/self/status").is_file():            # size 0 on stat, text when read
+        proc = seqnet("train", "--corpus", "/proc/self/status", "--out", tmp_path / "p", *TINY, "--seq-len", "4",
+                      "--batch", "2")
+        assert proc.returncode == 0, proc.stderr
+    assert "DIR: expected a run directory, received an empty string" in one_error_line(seqnet("sample", ""),
+                                                                                        "sample", 2)
+    memory = one_error_line(seqnet("sample", run_dir, "--length", 10 ** 15), "sample", 1)
+    assert "out of memory; try a smaller --length or --num" in memory and "--hidden" not in memory, memory
+    if sys.platform.startswith("linux"):                 # a file name that is not UTF-8
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / os.fsdecode(b"bad\xffname")).write_text("x")
+        line = one_error_line(seqnet("train", "--corpus", corpus, "--out", other, *TINY), "train", 2)
+        assert "bad\\xffname" in line and "udcff" not in line, line
+
+
+def test_suggested_commands_are_shell_quoted(trained, tmp_path):
+    _, corpus, _ = trained
+    out = tmp_path / "dir with space"
+    result = seqnet("train", "--corpus", corpus, "--out", out, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert f"(sample again: seqnet sample '{out}')" in result.stdout, result.stdout
+    done = seqnet("train", "--out", out, "--resume")
+    assert f"seqnet train --out '{out}' --resume --steps N" in done.stderr, done.stderr

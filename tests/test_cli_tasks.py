@@ -204,3 +204,38 @@ def test_eval_plot_writes_the_confusion_matrix(runs):
     assert result.returncode == 0, result.stderr
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_resume_refuses_flags_of_other_tasks_by_name(runs, tmp_path):
+    cases = [("classify", ["--crf"], ["--crf", "--task tag"]),
+             ("classify", ["--attention", "dot", "--max-source-len", "3", "--corpus", "foo", "--seq-len", "9"],
+              ["--attention", "--max-source-len", "--corpus", "--seq-len"]),
+             ("tag", ["--pooling", "max", "--bidirectional"], ["--pooling", "--bidirectional"]),
+             ("lm", ["--crf"], ["--crf"]), ("lm", ["--pooling", "mean", "--attention", "bahdanau"],
+                                           ["--pooling", "--attention"]), ("lm", ["--data", "foo"], ["--data"])]
+    for kind, flags, fragments in cases:
+        run_dir = runs[kind] if kind == "lm" else runs[kind][0]
+        before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+        result = seqnet("train", "--out", run_dir, "--resume", "--steps", "32", *flags)
+        assert_usage_error(result, "train", f"holds a --task {kind} run, which does not take", *fragments)
+        assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
+
+
+def test_resume_takes_the_same_data_file_by_another_name(runs, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(runs["classify"][0], tmp_path / "copy")
+    data = Path(runs["files"]["classify"])
+    relative = os.path.relpath(data, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "seqnet", "train", "--out", "copy", "--resume", "--steps", "9",
+                             "--data", relative, "--no-progress"], capture_output=True, text=True, cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "trained 9 steps" in result.stdout and copy.exists()
+
+
+def test_sample_of_a_generator_refuses_the_beam_search_flags(runs):
+    run_dir = runs["generate"][0]
+    for flags in (["--length-penalty", "avg"], ["--alpha", "3"], ["--block-ngram", "2"], ["--beam", "2"]):
+        assert_usage_error(seqnet("sample", run_dir, "--condition", "x", *flags), "sample", flags[0],
+                           "conditional generator", f"drop {flags[0]}")

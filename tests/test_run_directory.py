@@ -591,3 +591,86 @@ def test_a_signal_during_the_last_step_ends_the_run_with_its_summary(corpus, tmp
     summary = trainer.run()
     assert summary["steps"] == 4 and (tmp_path / "run" / "loss.png").exists()
     assert [r["event"] for r in records(tmp_path / "run")][-1] == "summary"
+
+
+# -- what an interruption keeps ------------------------------------------------------------------------
+def test_an_interrupt_before_the_first_checkpoint_says_nothing_was_kept(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k in range(60):
+        write_corpus(corpus / f"{k}.txt", lines=3000, seed=k)
+    out = tmp_path / "run"
+    run = start("train", "--corpus", corpus, "--out", out, *TINY)
+    wait_for(lambda: any(p.name.endswith(".tmp") for p in out.glob(".tokens.bin*")), run, timeout=120)
+    run.send_signal(signal.SIGINT)                               # during the corpus encoding
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "nothing was kept" in stderr and "start it again" in stderr and "intact" not in stderr, stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["before the commit", "after the commit"])
+def test_a_second_interrupt_during_the_first_checkpoint_keeps_what_was_committed(corpus, tmp_path, monkeypatch,
+                                                                                   capsys, committed):
+    """The second Ctrl-C arrives while the first checkpoint is written (in-process: save_checkpoint
+    raises KeyboardInterrupt before or after committing it); the cleanup runs with SIGINT ignored."""
+    import seqnet.training.run_dir as run_dir_module
+    import seqnet.training.trainer as trainer_module
+    from seqnet.cli.main import main
+
+    real_save, real_abandon, seen = trainer_module.save_checkpoint, run_dir_module.RunDirectory.abandon, []
+
+    def save(*args, **kwargs):
+        if committed:
+            real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    def abandon(self):
+        seen.append(signal.getsignal(signal.SIGINT))
+        real_abandon(self)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    monkeypatch.setattr(run_dir_module.RunDirectory, "abandon", abandon)
+    out = tmp_path / "run"
+    assert main(["train", "--corpus", str(corpus), "--out", str(out), *TINY]) == 130
+    err = capsys.readouterr().err
+    assert seen == [signal.SIG_IGN]
+    if committed:
+        assert f"the checkpoints already written in {out} are intact" in err, err
+        assert load_checkpoint(out).step == 6
+    else:
+        assert "nothing was kept" in err and "intact" not in err, err
+        assert not out.exists()
+
+
+def test_resume_corpus_is_compared_as_a_file_from_any_directory(corpus, tmp_path):
+    place = tmp_path / "tester_a"
+    place.mkdir()
+    shutil.copy(corpus, place / "corpus2.txt")
+    started = seqnet("train", "--corpus", "corpus2.txt", "--out", "w", *TINY, cwd=place)
+    assert started.returncode == 0, started.stderr
+    assert json.loads((place / "w" / "config.json").read_text())["task"]["corpus"] == str(place / "corpus2.txt")
+    same = seqnet("train", "--out", "tester_a/w", "--resume", "--steps", "14", "--corpus", "tester_a/corpus2.txt",
+                  "--no-progress", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    shutil.copy(corpus, tmp_path / "other.txt")
+    assert_usage_error(seqnet("train", "--out", place / "w", "--resume", "--steps", "16", "--corpus",
+                              tmp_path / "other.txt"), "drop --corpus", "other.txt")
+
+
+def test_a_run_that_stored_its_corpus_relative_resumes_with_that_corpus_from_elsewhere(corpus, tmp_path):
+    """Runs written before corpus paths were stored absolute: the files its tokens.bin came from decide."""
+    place = tmp_path / "a"
+    place.mkdir()
+    shutil.copy(corpus, place / "c.txt")
+    script = ("import sys, seqnet.cli.options as o\n"
+              "o.stored_path = lambda value: value\n"                 # the old behaviour: as typed
+              "from seqnet.cli.main import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    old = subprocess.run([sys.executable, "-c", script, "train", "--corpus", "c.txt", "--out", "w", *TINY],
+                         capture_output=True, text=True, env=env(), cwd=place, timeout=120)
+    assert old.returncode == 0, old.stderr
+    assert json.loads((place / "w" / "config.json").read_text())["task"]["corpus"] == "c.txt"
+    same = seqnet("train", "--out", "a/w", "--resume", "--steps", "14", "--corpus", "a/c.txt", "--no-progress",
+                  cwd=tmp_path)
+    assert same.returncode == 0, same.stderr

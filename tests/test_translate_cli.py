@@ -204,3 +204,26 @@ def test_flags_that_would_do_nothing_are_refused(runs):
 def test_error_output_is_one_line(runs):
     result = seqnet("translate", runs["run"], "one", "--beam", "0")
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_search_flags_that_would_do_nothing_are_refused(runs):
+    assert_usage_error(seqnet("eval", runs["run"], "--data", runs["valid"], "--n-best", "2", "--beam", "2"),
+                       "--n-best: seqnet eval scores the best output", "drop --n-best 2")
+    assert_usage_error(seqnet("eval", runs["run"], "--data", runs["valid"], "--plot", runs["base"] / "x.png"),
+                       "--plot:", "translation model")
+    assert not (runs["base"] / "x.png").exists()
+    assert_usage_error(seqnet("translate", runs["run"], "--scores", "--json", "one"), "--scores:", "drop --scores")
+
+
+def test_min_len_errors_speak_of_the_flags(runs):
+    result = seqnet("translate", runs["run"], "--min-len", "50", "one")
+    assert_usage_error(result, "seqnet translate: error: --min-len: 50 is above the maximum output length",
+                       "lower --min-len or raise --max-len-a / --max-len-b")
+    assert "min_len" not in result.stderr and "max_len_a" not in result.stderr
+
+
+def test_resume_of_a_translation_run_refuses_other_tasks_flags(runs):
+    result = seqnet("train", "--out", runs["run"], "--resume", "--steps", "60", "--crf", "--pooling", "mean",
+                    "--condition-embed", "3")
+    assert_usage_error(result, "holds a --task translate run, which does not take --condition-embed, --crf, --pooling",
+                       "nothing was changed")

@@ -1,3 +1,6 @@
-from .cli.main import main
+try:
+    from .cli.main import main
+except KeyboardInterrupt:                # Ctrl-C while seqnet is still being imported: nothing was started
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

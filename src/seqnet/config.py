@@ -26,16 +26,20 @@ WITH_SAMPLES = ("sample_length", lambda length: length > 0, "--sample-length abo
 
 
 def option(default: Any, help: str, *, kind: str | None = None, choices: Callable[[], tuple] | tuple | None = None,
-           flag: str | None = None, cli: bool = True, only_with: tuple[str, Callable[[Any], bool], str] | None = None):
+           flag: str | None = None, cli: bool = True, only_with: tuple[str, Callable[[Any], bool], str] | None = None,
+           path: bool = False):
     """A settings field: ``default``, its ``help`` text, the ``kind`` of value it takes, its
     ``choices`` (a tuple or a function returning the names a registry knows), and its flag
     (default ``--name-with-dashes``; ``cli=False`` keeps it off the command line).
 
     ``only_with = (other field, test of its value, what the test asks for)``: the setting does
     something only when the other one passes the test (``--max-words`` only with ``--tokenizer
-    word``); :meth:`Settings.check_given` refuses it when it is given without."""
+    word``); :meth:`Settings.check_given` refuses it when it is given without.
+
+    ``path=True``: the value names files (a file, directory or glob); the command line stores
+    it as an absolute path, so a resumed run can compare it from any working directory."""
     return field(default=default, metadata={"help": help, "kind": kind, "choices": choices, "flag": flag, "cli": cli,
-                                            "only_with": only_with})
+                                            "only_with": only_with, "path": path})
 
 
 def flag_of(f) -> str:

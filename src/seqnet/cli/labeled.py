@@ -9,7 +9,7 @@ import json
 from ..errors import SeqnetError
 from ..metrics import check_plot_path
 from ..training.output import emit
-from .options import check_sampling_flags
+from .options import check_sampling_flags, command_line
 
 LABELED_TASKS = ("classify", "tag", "generate")
 
@@ -42,8 +42,8 @@ def train_summary(task, summary: dict) -> str:
     train = "" if train_key is None else (f"train loss {summary[train_key]:.4f} nats" if train_key == "train_loss"
                                           else f"{train_key.replace('_', ' ')} {summary[train_key]:.4f}")
     lines = [f"\ntrained {summary['steps']} steps: {train}; validation: {shown}",
-             f"run directory: {run_dir}  (score a file: seqnet eval {run_dir} --data FILE; "
-             f"predict: seqnet predict {run_dir} --data FILE)"]
+             f"run directory: {run_dir}  (score a file: {command_line('seqnet', 'eval', run_dir, '--data', 'FILE')}; "
+             f"predict: {command_line('seqnet', 'predict', run_dir, '--data', 'FILE')})"]
     if task.kind == "generate":
         names = list(task.conditions.names[:6])
         for name, text in zip(names, task.generate(names, temperature=0.8, seed=0, max_length=200)):

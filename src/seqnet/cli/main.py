@@ -1,15 +1,19 @@
 """``seqnet train | sample | eval | predict | translate`` — see ``seqnet <command> --help``.
 
 Every mistake a user can make ends in one line on stderr, ``seqnet <command>: error: ...``,
-and exit code 2; warnings are ``seqnet <command>: warning: ...``. A run stopped by SIGINT or
-SIGTERM writes a checkpoint first (exit codes 130 and 143). Output to a closed pipe is
-dropped, never a traceback.
+and exit code 2; warnings are ``seqnet <command>: warning: ...``. A file that cannot be read
+or written (a full disk, a name too long, a directory made read-only) is one such line too,
+naming the path and the reason, with exit code 1. A run stopped by SIGINT or SIGTERM writes a
+checkpoint first (exit codes 130 and 143). Output to a closed pipe is dropped, never a
+traceback. Every message says what was kept of a run; a command it suggests is shell-quoted.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import os
+import re
 import signal
 import sys
 import warnings
@@ -22,10 +26,35 @@ from ..tasks import TASKS
 from ..training.config import TrainerConfig
 from ..training.output import emit, ensure_standard_streams, json_text, silence, write_line
 from . import labeled
-from .options import add_settings, check_sampling_flags, device_value, given_settings, settings_from
+from .options import add_settings, check_sampling_flags, command_line, device_value, given_settings, path_settings
+from .options import same_path, settings_from, shown_path
 
 DEFAULT_TASK = "lm"
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, {signal.SIGINT: 130, signal.SIGTERM: 143}
+COMMANDS = ("train", "sample", "eval", "predict", "translate")
+# what to make smaller when a command runs out of memory
+MEMORY_ADVICE = {"train": "a smaller --batch, --hidden or --seq-len", "sample": "a smaller --length or --num",
+                 "eval": "a smaller --batch (or --seq-len, --beam)", "predict": "a smaller --data file",
+                 "translate": "a smaller --batch or --beam"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a mistake told in one line (no usage block), and --help / --version text
+    that cannot be written reported as any command's output is."""
+
+    def error(self, message: str):
+        what = "commands" if self.prog == "seqnet" else "flags"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} ({self.prog} --help lists the {what})\n")
+
+    def _print_message(self, message, file=None):
+        if message:
+            file = file or sys.stderr
+            write_line(file, message.rstrip("\n"), required=file is sys.stdout)
+
+
+class Failure(Exception):
+    """A command that could not finish for a reason other than a mistake of the user's (a file
+    that cannot be written): its one-line message, exit code 1."""
 
 
 def _train_parser(sub) -> None:
@@ -113,7 +142,7 @@ def _threads_argument(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqnet", description="Recurrent sequence models with hand-written BPTT.")
+    parser = Parser(prog="seqnet", description="Recurrent sequence models with hand-written BPTT.")
     parser.add_argument("--version", action="version", version=f"seqnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
@@ -130,27 +159,53 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _refuse_other_tasks_flags(args, task) -> None:
+def _refuse_other_tasks_flags(args, task, resumed: str | None = None) -> None:
+    """Flags of other tasks' settings, which ``task`` does not have (``resumed``: the run
+    directory of a resumed run of that task)."""
     own = set(given_settings(args, task.Config)) | set(given_settings(args, TrainerConfig))
     others = sorted({name for other in TASKS.values() for name in given_settings(args, other.Config)} - own)
     if others:
         owners = sorted({other.kind for other in TASKS.values() for name in others
                          if name in given_settings(args, other.Config)})
-        raise SeqnetError(f"--task {task.kind}: does not take " + ", ".join(map(_flag, others))
-                          + f" (settings of --task {', '.join(owners)})")
+        what = f"--task {task.kind}:" if resumed is None else f"--resume: {resumed} holds a --task {task.kind} run, which"
+        raise SeqnetError(f"{what} does not take " + ", ".join(map(_flag, others))
+                          + f" (settings of --task {', '.join(owners)})" + ("" if resumed is None else
+                                                                             " (nothing was changed)"))
+
+
+def _shown_value(value) -> str:
+    return "the default" if value is None else ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def _conflicts(args, trainer, may_change: tuple) -> list[str]:
-    """Flags given with --resume whose value differs from the run's own, apart from ``may_change``."""
+    """Flags given with --resume whose value differs from the run's own, apart from ``may_change``
+    (a path setting differs only when it names other files)."""
     conflicts = []
     if getattr(args, "task", trainer.task.kind) != trainer.task.kind:
         conflicts.append(f"--task {args.task} (the run's: {trainer.task.kind})")
     for config in (trainer.task.config, trainer.config):
+        paths = path_settings(type(config))
         for name, given in given_settings(args, type(config)).items():
             own = getattr(config, name)
-            if name not in may_change and given != own:
-                conflicts.append(f"{_flag(name)} {given} (the run's: {own})")
+            if name in may_change or given == own:
+                continue
+            if name in paths and (same_path(given, own) or (name == "corpus" and _encoded_from(trainer, given))):
+                continue
+            shown = _flag(name) if given is True else f"{_flag(name)} {given}"
+            conflicts.append(f"{shown} (the run's: {_shown_value(own)})")
     return conflicts
+
+
+def _encoded_from(trainer, corpus: str) -> bool:
+    """Whether the run's tokens.bin was encoded from exactly the files ``corpus`` names now (a
+    run that stored its corpus relative to the directory it was started from)."""
+    from ..data import TokenStream, resolve_corpus
+
+    try:
+        sources = {source["path"] for source in TokenStream.open(Path(trainer.run_dir) / "tokens.bin").sources}
+        return bool(sources) and sources == {str(path.resolve()) for path in resolve_corpus(corpus)}
+    except (SeqnetError, OSError, KeyError, TypeError):
+        return False
 
 
 def _resume(args, kwargs, world):
@@ -160,6 +215,7 @@ def _resume(args, kwargs, world):
     trainer = resume_run(Path(args.out), backend=given.get("backend"), device=given.get("device"), **kwargs)
     error = None
     try:
+        _refuse_other_tasks_flags(args, trainer.task, resumed=str(trainer.run_dir))
         phase = TrainerConfig.PHASE_SETTINGS if args.new_phase else ("steps",)
         conflicts = _conflicts(args, trainer, (*phase, *TrainerConfig.PLACEMENT_SETTINGS))
         if conflicts:
@@ -188,7 +244,8 @@ def _resume(args, kwargs, world):
 def _finished_message(trainer) -> str:
     cfg, out = trainer.config, trainer.run_dir
     return (f"the run in {out} is finished at step {trainer.step}; nothing to do. To train it further: "
-            f"seqnet train --out {out} --resume --steps N continues its {cfg.schedule} schedule over the longer run"
+            f"{command_line('seqnet', 'train', '--out', out, '--resume', '--steps', 'N')} continues its "
+            f"{cfg.schedule} schedule over the longer run"
             + (" (a cosine schedule is at its minimum by now, so the extra steps train little)"
                if cfg.schedule == "cosine" else "")
             + f", or add --new-phase --lr X for a fresh schedule from step {trainer.step}")
@@ -196,7 +253,53 @@ def _finished_message(trainer) -> str:
 
 def cmd_train(args) -> int:
     """Train in this process, or with the other processes of an MPI job (``mpiexec -n N``):
-    every process runs this; rank 0 alone prints and writes the run directory."""
+    every process runs this; rank 0 alone prints and writes the run directory. Standard output
+    that cannot be written (a full disk) does not stop training; it is reported at the end."""
+    with _watched_stdout() as stdout:
+        code = _train(args)
+        if stdout.error is not None and code == 0:
+            raise SeqnetError(f"standard output: cannot be written ({stdout.error.strerror or stdout.error}); the "
+                              "run itself is complete and its checkpoints are intact")
+    return code
+
+
+class _WatchedStream:
+    """A text stream that remembers the first failure to write it other than a closed pipe
+    (write_line drops the text and silences the stream, so that training goes on)."""
+
+    def __init__(self, stream):
+        self._stream, self.error = stream, None
+
+    def _watch(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def write(self, text):
+        return self._watch(self._stream.write, text)
+
+    def flush(self):
+        return self._watch(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _watched_stdout():
+    watched = _WatchedStream(sys.stdout)
+    sys.stdout = watched
+    try:
+        yield watched
+    finally:
+        sys.stdout = watched._stream
+
+
+def _train(args) -> int:
     from ..training.distributed import make_world
     from ..training.runs import new_run
     from ..training.trainer import TrainingInterrupted
@@ -218,40 +321,117 @@ def cmd_train(args) -> int:
     except SeqnetError as err:
         error = err
     world.agree(error)
-    if args.resume:
-        trainer = _resume(args, kwargs, world)
-        if trainer.finished:
-            try:
-                trainer.complete()                   # a summary the run was stopped before writing
-            finally:
-                trainer.close()
-            if world.is_root:
-                write_line(sys.stderr, f"seqnet train: {_finished_message(trainer)}")
-            return 0
-    else:
-        trainer = new_run(task.kind, task_config, trainer_config, args.out, **kwargs)
+    trainer = None
     try:
-        summary = trainer.run()
-    except TrainingInterrupted as stop:
-        if world.is_root:
-            write_line(sys.stderr, f"\nseqnet train: interrupted at step {stop.step}; a checkpoint of that step is "
-                                   f"in {stop.run_dir} (continue with: seqnet train --out {stop.run_dir} --resume)")
-        return EXIT_INTERRUPTED.get(stop.signum, 130)
-    except BaseException:
-        trainer.directory.abandon()              # removes the run only if it has no checkpoint
+        if args.resume:
+            trainer = _resume(args, kwargs, world)
+            if trainer.finished:
+                try:
+                    trainer.complete()               # a summary the run was stopped before writing
+                finally:
+                    trainer.close()
+                if world.is_root:
+                    write_line(sys.stderr, f"seqnet train: {_finished_message(trainer)}")
+                return 0
+        else:
+            trainer = new_run(task.kind, task_config, trainer_config, args.out, **kwargs)
+        try:
+            summary = trainer.run()
+        except TrainingInterrupted as stop:
+            if world.is_root:
+                write_line(sys.stderr, f"\nseqnet train: interrupted at step {stop.step}; a checkpoint of that step "
+                                       f"is in {stop.run_dir} (continue with: {_continue_command(stop.run_dir)})")
+            return EXIT_INTERRUPTED.get(stop.signum, 130)
+        except BaseException:
+            with _signals_held(), contextlib.suppress(OSError):
+                trainer.directory.abandon()      # removes the run only if it has no checkpoint
+            raise
+        finally:
+            trainer.close()
+    except KeyboardInterrupt as stop:            # a second Ctrl-C, or one before training began
+        stop.kept = _what_was_kept(args, trainer)
         raise
-    finally:
-        trainer.close()
+    except OSError as err:
+        if isinstance(err, BrokenPipeError):
+            raise
+        run_dir = trainer.run_dir if trainer is not None else args.out
+        raise Failure(f"{file_error(err, args, run_dir)}; {_what_was_kept(args, trainer)}") from err
     if not args.json and world.is_root:
-        _print_summary(trainer, summary)
+        with contextlib.suppress(SeqnetError):   # stdout cannot be written: said by cmd_train
+            _print_summary(trainer, summary)
     return 0
+
+
+def _continue_command(run_dir) -> str:
+    return command_line("seqnet", "train", "--out", run_dir, "--resume")
+
+
+def _has_checkpoint(run_dir) -> bool:
+    from ..training.checkpoint import has_checkpoint
+
+    try:
+        return has_checkpoint(run_dir)
+    except OSError:
+        return False
+
+
+def _what_was_kept(args, trainer) -> str:
+    """What a train command that stopped early leaves behind, for its last message."""
+    run_dir = trainer.run_dir if trainer is not None else args.out
+    if run_dir is not None and _has_checkpoint(run_dir):
+        return (f"the checkpoints already written in {run_dir} are intact (continue with: "
+                f"{_continue_command(run_dir)})")
+    if args.resume:
+        return "nothing was changed"
+    return "nothing was kept: the run stopped before its first checkpoint was written; start it again"
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM are ignored while a failed start cleans up: a further Ctrl-C must not
+    stop the cleanup halfway (it removes the run only if no checkpoint was committed)."""
+    previous = {}
+    with contextlib.suppress(ValueError):        # not the main thread: signals cannot arrive here
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# where a path in an error comes from: the argument that names it (or a directory above it)
+PATH_ARGUMENTS = (("out", "--out"), ("corpus", "--corpus"), ("data", "--data"), ("valid", "--valid"),
+                  ("input", "--input"), ("plot", "--plot"), ("run_dir", "DIR"))
+
+
+def file_error(err: OSError, args, default_path=None) -> str:
+    """``--out: PATH: reason`` for an error of the filesystem (the path it names, else ``default_path``)."""
+    path = err.filename if err.filename is not None else default_path
+    reason = err.strerror or str(err) or type(err).__name__
+    if path is None:
+        return reason
+    argument = _argument_of(args, path)
+    return f"{argument + ': ' if argument else ''}{shown_path(path)}: {reason}"
+
+
+def _argument_of(args, path) -> str | None:
+    text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    for attr, name in PATH_ARGUMENTS:
+        value = getattr(args, attr, None)
+        if not isinstance(value, (str, Path)) or not str(value):
+            continue
+        for base in {str(value), os.path.abspath(value)}:
+            if text == base or text.startswith(base.rstrip(os.sep) + os.sep):
+                return name
+    return None
 
 
 def _print_summary(trainer, summary: dict) -> None:
     from ..tasks import TranslateTask
 
     if trainer.task.kind in labeled.LABELED_TASKS:              # classify / tag / generate: cli/labeled.py
-        write_line(sys.stdout, labeled.train_summary(trainer.task, summary))
+        emit(labeled.train_summary(trainer.task, summary))
         return
     run_dir = summary["run_dir"]
     train = summary.get("train_bits_per_token")
@@ -259,19 +439,20 @@ def _print_summary(trainer, summary: dict) -> None:
         exact = summary.get("val_exact_match")
         lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
                  f"bits/token" + ("" if exact is None else f", validation exact match {100 * exact:.2f}%"),
-                 f"run directory: {run_dir}  (translate: seqnet translate {run_dir} TEXT...)\n",
+                 f"run directory: {run_dir}  (translate: {command_line('seqnet', 'translate', run_dir, 'TEXT...')})\n",
                  trainer.task.report(trainer.step) or ""]
     else:
         val = summary.get("val_bits_per_token")
         lines = [f"\ntrained {summary['steps']} steps: train loss {'n/a' if train is None else f'{train:.3f}'} "
                  f"bits/token, validation {'n/a' if val is None else f'{val:.3f}'} bits/token, "
                  f"{summary['tokens_per_s']:,.0f} tokens/s",
-                 f"run directory: {run_dir}  (sample again: seqnet sample {run_dir})"]
+                 f"run directory: {run_dir}  (sample again: {command_line('seqnet', 'sample', run_dir)})"]
         length = trainer.task.config.sample_length
         if length:
             lines += ["", trainer.model.generate("", length, temperature=0.8, seed=0)[0]]
     for line in lines:
-        write_line(sys.stdout, line)
+        if not emit(line):
+            break
 
 
 def _load_language_model(args, task=None):
@@ -295,8 +476,10 @@ def cmd_sample(args) -> int:
     task = _load_run(args)
     labeled.check_condition_flag(task, args)
     if task.kind == "generate":                                 # conditional generators: cli/labeled.py
-        if args.beam is not None:
-            raise SeqnetError(f"--beam: {args.run_dir} holds a conditional generator, which samples; drop --beam")
+        given = [flag for flag, value in (("--beam", args.beam), *_beam_flags(args).items()) if value is not None]
+        if given:
+            raise SeqnetError(f"{given[0]}: {args.run_dir} holds a conditional generator, which samples (no beam "
+                              f"search); drop {given[0]}")
         _check_greedy(args)
         args.temperature = _temperature(args)
         return labeled.cmd_sample(task, args)
@@ -330,9 +513,14 @@ def _temperature(args) -> float | None:
     return args.temperature if args.temperature is not None or args.greedy else 0.8
 
 
+def _beam_flags(args) -> dict:
+    """The beam-search flags of ``seqnet sample`` other than --beam, by flag (None: not given)."""
+    return {"--length-penalty": args.length_penalty, "--alpha": args.alpha, "--block-ngram": args.block_ngram}
+
+
 def _sample_options(args) -> dict:
     """generate()'s sampling or beam-search keyword arguments; flags of the other mode are refused."""
-    beam_flags = {"--length-penalty": args.length_penalty, "--alpha": args.alpha, "--block-ngram": args.block_ngram}
+    beam_flags = _beam_flags(args)
     if args.alpha is not None and args.length_penalty in (None, "none"):
         raise SeqnetError(f"--alpha: the exponent of a length penalty; add --length-penalty avg or wu (received "
                           f"--alpha {args.alpha} without one)")
@@ -409,12 +597,15 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM,
                                                                                       _sigterm_as_interrupt)
     follower = launched_rank() > 0               # a process of an MPI job other than rank 0: rank 0 speaks
-    name = "?"
+    name = _command_of(sys.argv[1:] if argv is None else argv)
+    prog = "seqnet" if name is None else f"seqnet {name}"
+    args = parser = None
     try:
         ensure_standard_streams()
+        parser = build_parser()
         with _silenced(follower):                # usage errors and --help: once for the job
-            args = parse_arguments(build_parser(), argv)
-        name = args.command
+            args = parse_arguments(parser, argv)
+        name, prog = args.command, f"seqnet {args.command}"
         from .translate import cmd_translate
 
         command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict,
@@ -427,27 +618,75 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads < 1:
             raise SeqnetError(f"--threads: expected a positive integer, received {args.threads}")
+        run_dir = getattr(args, "run_dir", None)
+        if run_dir is not None and not run_dir.strip():
+            raise SeqnetError(f"DIR: expected a run directory, received an empty string ({run_dir!r})")
         set_num_threads(args.threads)
         return command(args)
     except SeqnetError as err:
         if not is_reported_elsewhere(err):
-            write_line(sys.stderr, f"seqnet {name}: error: {err}")
+            write_line(sys.stderr, f"{prog}: error: {readable(flag_names(str(err), parser, name))}")
         return EXIT_USAGE
+    except Failure as err:
+        write_line(sys.stderr, f"{prog}: error: {readable(str(err))}")
+        return EXIT_FAILURE
     except MemoryError:
-        write_line(sys.stderr, f"seqnet {name}: error: out of memory; try a smaller --batch, --hidden or input "
-                               "(checkpoints already written are intact)")
+        advice = MEMORY_ADVICE.get(name, "a smaller input")
+        write_line(sys.stderr, f"{prog}: error: out of memory; try {advice}" + (
+            " (checkpoints already written are intact)" if name == "train" else ""))
         return EXIT_FAILURE
     except KeyboardInterrupt as stop:
         if not follower:
-            write_line(sys.stderr, f"\nseqnet {name}: interrupted" + (
-                "; checkpoints already written are intact (continue with --resume)" if name == "train" else ""))
+            kept = getattr(stop, "kept", "nothing was changed" if name == "train" else None)
+            write_line(sys.stderr, f"\n{prog}: interrupted" + ("" if kept is None else f"; {readable(kept)}"))
         return EXIT_INTERRUPTED[signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT]
     except BrokenPipeError:                      # the reader of stdout went away: stop quietly
         silence(sys.stdout)
         return 0
+    except OSError as err:                       # a file that cannot be read or written
+        write_line(sys.stderr, f"{prog}: error: {readable(file_error(err, args))}")
+        return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+def _command_of(argv) -> str | None:
+    """The command named on the command line, before it is parsed (for the messages of --help)."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def readable(text: str) -> str:
+    """A message with the bytes of a file name that is not UTF-8 written as escapes (\\xff)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_SETTING_NAMES = re.compile(r"^([a-z][a-z0-9_]*(?:, [a-z][a-z0-9_]*)*): ")
+
+
+def flag_names(message: str, parser, command: str | None) -> str:
+    """A message from the library that begins with the Python names of settings (``device: ...``,
+    ``min_len, block_ngram: ...``) speaks of the command's flags instead (``--device: ...``)."""
+    match = _SETTING_NAMES.match(message)
+    if match is None or parser is None or command is None:
+        return message
+    flags = _flags_of(parser, command)
+    names = match.group(1).split(", ")
+    if not all(name in flags for name in names):
+        return message
+    rest = message[match.end():]
+    for name in sorted((n for n in flags if "_" in n), key=len, reverse=True):
+        rest = re.sub(rf"(?<![\w-]){name}(?!\w)", flags[name], rest)
+    return ", ".join(flags[name] for name in names) + ": " + rest
+
+
+def _flags_of(parser, command: str) -> dict:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {action.dest: action.option_strings[-1] for action in sub._actions
+            if action.option_strings and action.option_strings[-1].startswith("--")}
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

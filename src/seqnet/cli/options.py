@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
 from dataclasses import MISSING, fields
 
 from ..config import FRACTION, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, PROBABILITY
 from ..config import Settings, choices_of, flag_of
+from ..data.corpus import STDLIB_CORPUS
 from ..decoding import MIN_TEMPERATURE
 from ..errors import SeqnetError
 
@@ -60,8 +63,42 @@ def given_settings(args: argparse.Namespace, cls: type[Settings]) -> dict:
 
 
 def settings_from(args: argparse.Namespace, cls: type[Settings]):
-    """An instance of ``cls``: its defaults, overridden by the flags given (not yet validated)."""
-    return cls(**given_settings(args, cls))
+    """An instance of ``cls``: its defaults, overridden by the flags given (not yet validated);
+    the files a path setting names are stored by their absolute path."""
+    paths = path_settings(cls)
+    return cls(**{name: stored_path(value) if name in paths else value
+                  for name, value in given_settings(args, cls).items()})
+
+
+def path_settings(cls: type[Settings]) -> set[str]:
+    """The fields of ``cls`` that name files (``option(path=True)``)."""
+    return {f.name for f in fields(cls) if f.metadata.get("path")}
+
+
+def stored_path(value):
+    """A path setting as a new run stores it: absolute when it names something that exists, or
+    is a glob, so that it means the same from any working directory; 'python-stdlib', an empty
+    value and a name of nothing stay as given (the task's own check names them as typed)."""
+    if not isinstance(value, str) or not value.strip() or value == STDLIB_CORPUS:
+        return value
+    if os.path.lexists(value) or set("*?[") & set(value):
+        return os.path.abspath(value)
+    return value
+
+
+def same_path(given, own) -> bool:
+    """Whether the path setting ``given`` on the command line names what the run's ``own``
+    names: the same file (when both exist), or the same absolute path."""
+    if given == own:
+        return True
+    if not (isinstance(given, str) and isinstance(own, str)) or STDLIB_CORPUS in (given, own):
+        return False
+    try:
+        if os.path.exists(given) and os.path.exists(own):
+            return os.path.samefile(given, own)
+    except OSError:
+        return False
+    return os.path.isabs(own) and os.path.normpath(os.path.abspath(given)) == os.path.normpath(own)
 
 
 def check_sampling_flags(args) -> None:
@@ -80,3 +117,14 @@ def check_sampling_flags(args) -> None:
         raise SeqnetError(f"--top-p: expected a probability in (0, 1], received {top_p}")
     if args.seed is not None and args.seed < 0:
         raise SeqnetError(f"--seed: expected an integer >= 0, received {args.seed}")
+
+
+def command_line(*words) -> str:
+    """A command to suggest, each word shell-quoted (paths with spaces, quotes or non-ASCII)."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+def shown_path(path) -> str:
+    """A path in a message: whole, unless it is too long to read (then its ends and its length)."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    return text if len(text) <= 120 else f"{text[:50]}...{text[-30:]} ({len(text)} characters)"

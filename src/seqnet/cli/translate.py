@@ -125,6 +125,8 @@ def _sources(args) -> list[str]:
 def cmd_translate(args) -> int:
     if args.attention and not args.json:
         raise SeqnetError("--attention: the weights are printed only with --json")
+    if args.scores and args.json:
+        raise SeqnetError("--scores: --json prints every output's score already; drop --scores")
     options = search_options(args)
     task = load_translation_task(args)
     sources = _sources(args)
@@ -155,6 +157,11 @@ def eval_translation(args, task) -> int:
         raise SeqnetError("--corpus: a translation model is evaluated on parallel pairs: --data FILE")
     if args.data is None:
         raise SeqnetError("--data: seqnet eval of a translation model needs --data FILE (TSV or JSON lines pairs)")
+    if args.plot is not None:
+        raise SeqnetError("--plot: the confusion matrix is for classify runs; a translation model has none")
+    if args.n_best is not None:
+        raise SeqnetError(f"--n-best: seqnet eval scores the best output of each source; drop --n-best {args.n_best} "
+                          "(seqnet translate prints the n best)")
     options = search_options(args, batch_default=16)
     options.pop("n_best")
     result = task.evaluate_file(args.data, **options)

@@ -56,6 +56,9 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
         if is_run_directory(Path(text)):
             raise CorpusError(f"corpus: {text!r} is a seqnet run directory, not a corpus")
         files = _files_below(Path(text))
+    elif Path(text).exists() and not _GLOB_CHARACTERS & set(text):
+        raise CorpusError(f"corpus: expected a regular file, directory, glob pattern or {STDLIB_CORPUS!r}, "
+                          f"received {text!r}, which exists but is not a regular file (a device, pipe or socket)")
     elif _GLOB_CHARACTERS & set(text):
         matches = (Path(p) for p in glob.glob(text, recursive=True))
         files = sorted(p for p in matches if p.is_file() and "__pycache__" not in p.parts and not _in_run_directory(p))
@@ -66,12 +69,20 @@ def resolve_corpus(spec: str | Path) -> list[Path]:
         )
     if not files:
         raise CorpusError(f"corpus: expected at least one file, found none for {text!r}")
-    if all(path.stat().st_size == 0 for path in files):
+    if all(_is_empty(path) for path in files):
         raise CorpusError(
             f"corpus is empty: expected some text, but all {len(files)} file(s) "
             f"for {text!r} have size 0"
         )
     return files
+
+
+def _is_empty(path: Path) -> bool:
+    """Whether a file holds no byte: read, not only its size (files of /proc report size 0)."""
+    if path.stat().st_size > 0:
+        return False
+    with open(path, "rb") as file:
+        return not file.read(1)
 
 
 def _in_run_directory(path: Path) -> bool:

@@ -47,8 +47,9 @@ class SequenceDataConfig(Settings):
     """Settings every labelled-data task has (its own class adds the rest)."""
 
     TASK: ClassVar[str] = ""
-    data: str | None = option(None, "training data file (classify, tag, generate)")
-    valid: str | None = option(None, "validation data file (default: hold out --val-fraction of --data)")
+    data: str | None = option(None, "training data file (classify, tag, generate)", path=True)
+    valid: str | None = option(None, "validation data file (default: hold out --val-fraction of --data)",
+                                path=True)
     val_fraction: float = option(0.1, "share of --data held out for validation when no --valid is given",
                                  kind=FRACTION, only_with=WITHOUT_VALID_FILE)
     cell: str = option("lstm", "recurrent cell", choices=lambda: tuple(RECURRENT_LAYERS))

@@ -41,7 +41,7 @@ MIN_VALID_WINDOWS = 2     # a validation tail of fewer (--batch x --seq-len) eva
 
 @dataclass
 class LanguageModelConfig(Settings):
-    corpus: str = option("python-stdlib", "file, directory, glob, or 'python-stdlib'")
+    corpus: str = option("python-stdlib", "file, directory, glob, or 'python-stdlib'", path=True)
     tokenizer: str = option("char", "token unit", choices=KINDS)
     max_words: int = option(10_000, "word tokenizer: vocabulary size (plus <UNK>, <EOS>)", kind=POSITIVE_INT,
                             only_with=WITH_WORD_TOKENIZER)

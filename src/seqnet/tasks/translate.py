@@ -40,8 +40,9 @@ PAIRS_FILE = "pairs"
 @dataclass
 class TranslateConfig(Settings):
     data: str | None = option(None, "parallel training data: TSV source<TAB>target, or JSON lines "
-                                    '{"source": ..., "target": ...} (.jsonl)')
-    valid: str | None = option(None, "parallel validation data (default: hold out --val-fraction of --data)")
+                                    '{"source": ..., "target": ...} (.jsonl)', path=True)
+    valid: str | None = option(None, "parallel validation data (default: hold out --val-fraction of --data)",
+                                path=True)
     val_fraction: float = option(0.05, "without --valid: the share of --data held out for validation",
                                  kind=FRACTION, only_with=WITHOUT_VALID_FILE)
     tokenizer: str = option("char", "token unit", choices=VOCAB_KINDS)

@@ -19,6 +19,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..backend import make_backend
 from ..config import flag_of
 from ..errors import (BackendError, CheckpointError, ConfigError, CorpusError, DistributedError,
                       SeqnetWarning)
@@ -227,6 +228,10 @@ def resume_run(run: RunDirectory | str | Path, *, distributed="auto", backend: s
 
     def use(checkpoint: Checkpoint) -> Trainer:
         task_cls, task_config, trainer_config = configs_of(checkpoint)
+        if moved:                                       # the caller's placement: its errors are not damage
+            trainer_config = replace(trainer_config, **moved).validate()
+            options = _build_options(trainer_config, world)
+            make_backend(options["backend"], options["device"])
         with _as_damage(checkpoint):
             trainer_config = replace(trainer_config, **moved).validate()
             task = task_cls.rebuild(task_config, checkpoint.task["setup"], run_dir=run.path,
@@ -292,6 +297,8 @@ def load_task(run_dir: str | Path, backend: str | None = None, device: Any = Non
         task_cls, task_config, trainer_config = configs_of(checkpoint)
         on, where = (trainer_config.backend, trainer_config.device if device is None else device) \
             if backend is None else (backend, device)
+        if backend is not None or device is not None:   # the caller's placement: its errors are not damage
+            make_backend(on, where)
         with _as_damage(checkpoint):
             task = task_cls.rebuild(task_config, checkpoint.task["setup"], backend=on, device=where,
                                     dtype=trainer_config.dtype, seed=trainer_config.seed)
