@@ -14,6 +14,7 @@ import pytest
 
 from conftest import assert_close
 from oracles import central_differences
+import seqnet
 from seqnet import to_numpy
 from seqnet.kernels.embedding import embedding_backward
 from seqnet.layers import Embedding, Linear, softmax_cross_entropy
@@ -369,6 +370,22 @@ def test_every_integer_dtype_of_token_ids_gives_the_int64_result(xb, dtype, inpu
     assert_close(xb, model(xb.asarray(ids.astype(dtype), dtype))[0], expected, rtol=1e-6, atol=1e-6)
     loss, _ = model.loss(xb.asarray(ids.astype(dtype), dtype), xb.asarray(targets.astype(dtype), dtype))
     assert_close(xb, loss, model.loss(_ids(xb, ids), _ids(xb, targets))[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, vocab, top", [("int8", 200, 127), ("uint8", 300, 255), ("int16", 40000, 32767)])
+def test_ids_of_a_small_dtype_are_range_checked_against_a_vocabulary_it_cannot_hold(xb, dtype, vocab, top):
+    """A vocabulary larger than the dtype's maximum: every id of the dtype is valid (compared as int64)."""
+    from seqnet.errors import ConfigError
+    from seqnet.layers import Embedding
+
+    with seqnet.backend(xb.name, xb.device):
+        table = Embedding(vocab, 2, seed=0)
+    ids = np.array([0, 1, top])
+    assert_close(xb, table(xb.asarray(ids.astype(dtype), dtype)), table(_ids(xb, ids)), rtol=0, atol=0)
+    if dtype != "uint8":
+        with pytest.raises(ConfigError, match=rf"^ids: expected token ids in \[0, {vocab}\) .* received values in "
+                                              r"\[-1, 1\]$"):
+            table(xb.asarray(np.array([-1, 1]).astype(dtype), dtype))
 
 
 def test_loss_mask_is_checked_and_masked_targets_are_not_read(xb):

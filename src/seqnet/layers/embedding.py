@@ -30,6 +30,8 @@ def check_token_ids(backend, ids, name: str, vocab_size: int, *, ndim: int | Non
     if ndim == 2:
         check_steps_and_rows(name, tuple(ids.shape), f" (T, B) of {what}")
     xp = backend.xp
+    if dtype not in ("int32", "int64"):     # compared as int64: vocab_size may not fit int8, uint8 ...
+        ids = xp.astype(ids, xp.int64)
     bad = (ids < 0) | (ids >= vocab_size)
     if mask is not None:
         bad = bad & mask
@@ -40,7 +42,7 @@ def check_token_ids(backend, ids, name: str, vocab_size: int, *, ndim: int | Non
         where = "" if mask is None else " where mask is True"
         raise ConfigError(f"{name}: expected {what} in [0, {vocab_size}) ({size} is {vocab_size}), "
                           f"received values in [{low}, {high}]{where}")
-    return ids if dtype in ("int32", "int64") else xp.astype(ids, xp.int64)
+    return ids
 
 
 class Embedding(Layer):
