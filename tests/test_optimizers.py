@@ -224,6 +224,17 @@ def test_load_state_dict_rejects_mismatches(xb):
     assert opt.step_count == 0  # failed loads change nothing
 
 
+def test_a_state_whose_lr_a_schedule_set_to_zero_loads_by_backend_name(xb):
+    params = _on(xb, _host_data()[0])
+    opt = make_optimizer("adam", params, lr=0.01)
+    opt.lr = 0.0                                   # a cosine schedule's last step
+    again = make_optimizer("adam", params, lr=0.5)
+    again.load_state_dict(*opt.state_dict(), backend=xb.name if xb.name == "numpy" else xb)
+    assert again.lr == 0.0
+    with pytest.raises(ConfigError, match=r"^backend: expected one of .* received 'nope'$"):
+        again.load_state_dict(*opt.state_dict(), backend="nope")
+
+
 # -- validation --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name, kwargs, message",
@@ -242,6 +253,9 @@ def test_load_state_dict_rejects_mismatches(xb):
         ("adam", dict(lr=0.1, betas=(1.0, 0.999)), r"betas\[0\]: .*received 1.0"),
         ("adam", dict(lr=0.1, betas=0.9), r"betas: expected a pair .*received 0.9"),
         ("adamw", dict(lr=0.1, weight_decay=-0.01), "weight_decay: .*received -0.01"),
+        ("sgd", dict(lr=0.1, momentum=math.inf), r"momentum: expected a real number in \[0.0, inf\), received inf"),
+        ("adam", dict(lr=0.1, eps=math.inf), "eps: .*received inf"),
+        ("adam", dict(lr=math.inf), "lr: .*received inf"),
         ("adam", dict(lr=0.1, momentum=0.9), r"unknown options \['momentum'\]"),
         ("lbfgs", dict(lr=0.1), r"optimizer: expected one of \('sgd', 'adagrad', 'rmsprop', 'adam', 'adamw'\), received 'lbfgs'"),
     ],

@@ -46,9 +46,9 @@ __all__ = [
 
 # -- validation ----------------------------------------------------------------------------
 def _real(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False, open_high: bool = False) -> float:
-    """``value`` as a Python float, or ConfigError unless it is a real number in the interval."""
-    interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    """``value`` as a Python float, or ConfigError unless it is a finite real number in the interval."""
+    interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high or math.isinf(high) else ']'}"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         value = float(value)
         ok = (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
@@ -193,12 +193,13 @@ class Optimizer:
         return json_state, arrays
 
     def load_state_dict(self, json_state: dict[str, Any], arrays: dict[str, Any], backend: Backend | None = None) -> None:
-        """Restore what :meth:`state_dict` returned (hyper-parameters, lr, step, state) onto ``backend``.
+        """Restore what :meth:`state_dict` returned (hyper-parameters, lr, step, state) onto ``backend``
+        (a Backend or a backend name, as ``use_backend`` takes; default: the optimizer's own).
 
         Nothing changes unless everything checks out: optimizer name, parameter names,
         hyper-parameters, and every state array present with its parameter's shape.
         """
-        backend = self.backend if backend is None else backend
+        backend = self.backend if backend is None else make_backend(backend)
         if not isinstance(json_state, dict) or json_state.get("optimizer") != self.name:
             got = json_state.get("optimizer") if isinstance(json_state, dict) else json_state
             raise ConfigError(f"json_state: expected the state of optimizer {self.name!r}, received {got!r}")
@@ -208,7 +209,7 @@ class Optimizer:
         step = json_state.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ConfigError(f"json_state['step']: expected an int >= 0, received {step!r}")
-        lr = _lr(json_state.get("lr"))
+        lr = _real("lr", json_state.get("lr"), 0.0, math.inf)     # a schedule may have ended at 0
         hyperparams = self._validate(dict(json_state.get("hyperparams") or {}))
         state = {}
         for k, (shape, dtype_name) in self._meta.items():
