@@ -124,6 +124,17 @@ def test_attention_misuse():
             layer(backend.asarray(np.zeros((2, 3)), "float64"), memory)
         with pytest.raises(ConfigError, match=r"lengths: every length must lie in 1..5"):
             layer.memory(backend.asarray(np.zeros((S, B, 4)), "float64"), np.array([0, 5, 5]))
+        for empty in ((0, B, 4), (S, 0, 4)):
+            with pytest.raises(ShapeError, match=r"^values: expected at least one timestep and one batch row "
+                                                 r"\(S, B, 4\), received shape"):
+                layer.memory(backend.asarray(np.zeros(empty), "float64"))
+        for other in (Attention("general", 5, 4, dtype="float64"), Attention("bahdanau", 3, 4, hidden_size=7,
+                                                                              dtype="float64")):
+            with pytest.raises(ShapeError, match=r"^memory: expected the memory of a '(general|bahdanau)' attention"):
+                other(backend.asarray(np.zeros((B, other.query_size)), "float64"), memory)
+    for size in ("hidden_size", "out_size"):
+        with pytest.raises(ConfigError, match=rf"^{size}: expected a positive integer, received 0"):
+            Attention("bahdanau", 3, 4, **{size: 0})
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -121,6 +121,16 @@ def test_pooling_refuses_misuse():
         pool(np.zeros((2, 1, 3), dtype=np.float32))
     with pytest.raises(ConfigError, match=r"lengths: every length must lie in 1..2"):
         pool(np.zeros((2, 2, 4), dtype=np.float32), [0, 2])
+    for mode in ("max", "mean", "last"):
+        with pytest.raises(ShapeError, match=r"^hs: expected at least one timestep and one batch row \(T, B, 4\), "
+                                             r"received shape \(0, 2, 4\)$"):
+            SequencePooling(mode, 4)(np.zeros((0, 2, 4), dtype=np.float32))
+    with pytest.raises(ConfigError, match=r"^num_directions: expected 1 or 2, received True$"):
+        SequencePooling("last", 4, num_directions=True)
+    with pytest.raises(ConfigError, match=r"^seed: expected an integer >= 0"):
+        SequencePooling("mean", 4, seed="a")
+    spawned = SequencePooling("attention", 4, attention_size=3, seed=np.random.SeedSequence(1))
+    assert tuple(spawned.params["proj.weight"].shape) == (3, 4)
 
 
 # --------------------------------------------------------------------------- losses

@@ -35,7 +35,7 @@ from ..errors import ConfigError, ShapeError, check_positive_int
 from ..random_state import seed_sequence
 from .base import BackpropOnce, Layer
 from .linear import Linear
-from .masks import check_lengths
+from .masks import check_lengths, check_steps_and_rows
 
 ATTENTION_TYPES = ("none", "bahdanau", "dot", "general")
 
@@ -100,8 +100,8 @@ class Attention(Layer):
         self.kind = kind
         self.query_size = check_positive_int("query_size", query_size)
         self.memory_size = check_positive_int("memory_size", memory_size)
-        self.hidden_size = check_positive_int("hidden_size", hidden_size or query_size)
-        self.out_size = check_positive_int("out_size", out_size or query_size)
+        self.hidden_size = check_positive_int("hidden_size", query_size if hidden_size is None else hidden_size)
+        self.out_size = check_positive_int("out_size", query_size if out_size is None else out_size)
         if kind == "dot" and query_size != memory_size:
             raise ConfigError(f"attention: 'dot' scores need query_size == memory_size, received {query_size} and "
                               f"{memory_size} (use 'general', or make the decoder's hidden size the encoder's output size)")
@@ -127,6 +127,7 @@ class Attention(Layer):
         if values.shape[-1] != self.memory_size:
             raise ShapeError(f"values: expected feature size {self.memory_size} (memory_size), received shape "
                              f"{tuple(values.shape)}")
+        check_steps_and_rows("values", tuple(values.shape), f" (S, B, {self.memory_size})")
         steps, batch = values.shape[0], values.shape[1]
         mask = self._mask(lengths, steps, batch)
         batch_major = xp.permute_dims(values, (1, 0, 2))                       # (B, S, Hk)
@@ -227,7 +228,10 @@ class Attention(Layer):
             raise ConfigError(f"memory: expected a seqnet.layers.Memory (from Attention.memory(values, lengths)), "
                               f"received {describe_array(memory)}")
         values = check_array(self.backend, memory.values, "memory.values", ndim=3, dtype=self.dtype_name)
-        if values.shape[-1] != self.memory_size or (memory.keys is None) != (self.kind == "dot"):
+        key_size = {"general": self.query_size, "bahdanau": self.hidden_size}.get(self.kind)
+        keys_fit = memory.keys is None if key_size is None else \
+            tuple(getattr(memory.keys, "shape", ()))[-1:] == (key_size,)
+        if values.shape[-1] != self.memory_size or not keys_fit:
             keys = "no keys" if memory.keys is None else f"keys of shape {tuple(memory.keys.shape)}"
             raise ShapeError(f"memory: expected the memory of a {self.kind!r} attention with memory_size "
                              f"{self.memory_size}, received values of shape {tuple(values.shape)} and {keys}")

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import check_array
 from ..errors import ConfigError, ShapeError, check_positive_int
+from ..random_state import check_seed
 from .base import BackpropOnce, Layer
 from .linear import Linear
-from .masks import boundary_masks, check_lengths, step_mask
+from .masks import boundary_masks, check_lengths, check_steps_and_rows, step_mask
 
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -34,7 +37,7 @@ class SequencePooling(Layer):
         super().__init__(dtype)
         if mode not in POOLINGS:
             raise ConfigError(f"pooling: expected one of {POOLINGS}, received {mode!r}")
-        if num_directions not in (1, 2):
+        if isinstance(num_directions, bool) or num_directions not in (1, 2):
             raise ConfigError(f"num_directions: expected 1 or 2, received {num_directions!r}")
         self.mode, self.num_directions = mode, num_directions
         self.input_size = check_positive_int("input_size", input_size)
@@ -44,9 +47,13 @@ class SequencePooling(Layer):
         self._init_params({})
         if mode == "attention":
             size = check_positive_int("attention_size", attention_size)
-            self.proj = self.add("proj", Linear(self.input_size, size, dtype=dtype, seed=seed))
-            self.score = self.add("score", Linear(size, 1, bias=False, dtype=dtype,
-                                                  seed=None if seed is None else seed + 1))
+            seed = check_seed(seed)
+            seeds = seed.spawn(2) if isinstance(seed, np.random.SeedSequence) else \
+                (seed, None if seed is None else seed + 1)
+            self.proj = self.add("proj", Linear(self.input_size, size, dtype=dtype, seed=seeds[0]))
+            self.score = self.add("score", Linear(size, 1, bias=False, dtype=dtype, seed=seeds[1]))
+        else:
+            check_seed(seed)
 
     def __call__(self, hs, lengths=None):
         return self.forward(hs, lengths)[0]
@@ -57,6 +64,7 @@ class SequencePooling(Layer):
         hs = check_array(self.backend, hs, "hs", ndim=3, dtype=self.dtype_name)
         if hs.shape[-1] != self.input_size:
             raise ShapeError(f"hs: expected feature size (last dim) {self.input_size}, received shape {tuple(hs.shape)}")
+        check_steps_and_rows("hs", tuple(hs.shape), f" (T, B, {self.input_size})")
         steps, batch = hs.shape[0], hs.shape[1]
         host_lengths = check_lengths(lengths, batch, steps)
         mask = step_mask(self.backend, host_lengths, steps)[..., None]                # (T, B, 1)
