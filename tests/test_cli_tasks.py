@@ -239,3 +239,17 @@ def test_sample_of_a_generator_refuses_the_beam_search_flags(runs):
     for flags in (["--length-penalty", "avg"], ["--alpha", "3"], ["--block-ngram", "2"], ["--beam", "2"]):
         assert_usage_error(seqnet("sample", run_dir, "--condition", "x", *flags), "sample", flags[0],
                            "conditional generator", f"drop {flags[0]}")
+
+
+def test_a_run_trained_from_a_pipe_refuses_data_on_resume(runs, tmp_path):
+    """--data <(...) is /dev/fd/N: a later pipe of that name holds other data, so it is never the run's."""
+    data = runs["files"]["classify"]
+    script = (f'"{sys.executable}" -m seqnet train --task classify --data <(cat "{data}") --out "{tmp_path}/p" '
+              + " ".join(SMALL) + f' && "{sys.executable}" -m seqnet train --out "{tmp_path}/p" --resume --steps 9 '
+              f'--data <(cat "{data}")')
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=180,
+                            env=dict(os.environ, PYTHONPATH=SRC, PYTHONWARNINGS="ignore"))
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().split("\n")[-1]
+    assert last.startswith("seqnet train: error: ") and "Traceback" not in result.stderr
+    assert "the run read a pipe, /dev/fd/" in last and "resume needs no --data" in last

@@ -187,11 +187,15 @@ def _conflicts(args, trainer, may_change: tuple) -> list[str]:
         paths = path_settings(type(config))
         for name, given in given_settings(args, type(config)).items():
             own = getattr(config, name)
-            if name in may_change or given == own:
+            if name in may_change or (given == own and not (name in paths and not same_path(given, own))):
                 continue
             if name in paths and (same_path(given, own) or (name == "corpus" and _encoded_from(trainer, given))):
                 continue
             shown = _flag(name) if given is True else f"{_flag(name)} {given}"
+            if name in paths and isinstance(own, str) and own.startswith(("/dev/", "/proc/")):
+                conflicts.append(f"{shown} (the run read a pipe, {own}, and keeps what it read: resume needs no "
+                                 f"{_flag(name)})")
+                continue
             conflicts.append(f"{shown} (the run's: {_shown_value(own)})")
     return conflicts
 

@@ -88,7 +88,11 @@ def stored_path(value):
 
 def same_path(given, own) -> bool:
     """Whether the path setting ``given`` on the command line names what the run's ``own``
-    names: the same file (when both exist), or the same absolute path."""
+    names: the same file (when both exist), or the same absolute path. A pipe the run read
+    (``--data <(...)``: /dev/fd/63, /dev/stdin) is never the same: the next pipe under that
+    name holds other data."""
+    if isinstance(own, str) and own.startswith(("/dev/", "/proc/")):
+        return False
     if given == own:
         return True
     if not (isinstance(given, str) and isinstance(own, str)) or STDLIB_CORPUS in (given, own):
