@@ -288,3 +288,21 @@ def test_generator_eval_counts_unknown_tokens(tmp_path):
     with pytest.warns(SeqnetWarning, match=r"^3 of the 7 predicted tokens \(42\.9%\) are unknown .* the file is unlike"):
         report = task.evaluate_file(odd)
     assert report["unknown_tokens"] == 3 and report["tokens"] == 7          # x, y, z of "xyz" + end, "AB" + end
+
+
+def test_multi_label_and_class_weighted_losses_say_their_unit(tmp_path):
+    rng = random.Random(0)
+    multi = tmp_path / "multi.jsonl"
+    with open(multi, "w", encoding="utf-8") as f:
+        for _ in range(60):
+            text = "".join(rng.choice("abc") for _ in range(4))
+            f.write(json.dumps({"text": text, "labels": sorted({c for c in text if c != "c"})}) + "\n")
+    summary = train("classify", tmp_path / "m", 3, data=str(multi), valid=str(multi), hidden=4, embed=4)
+    records = list(load_task(tmp_path / "m").predict_file(multi))
+    gold = [set(json.loads(line)["labels"]) for line in multi.read_text(encoding="utf-8").splitlines()]
+    bits = -np.mean([np.log2(p if name in labels else 1 - p) for r, labels in zip(records, gold)
+                     for name, p in r["probabilities"].items()])       # binary cross-entropy per (text, label)
+    assert summary["val_bits_per_label"] == pytest.approx(bits, abs=1e-4) and "train_bits_per_label" in summary
+    weighted = train("classify", tmp_path / "w", 2, data=str(write_classify(tmp_path / "c.jsonl")), hidden=4, embed=4,
+                     class_weights="balanced")
+    assert "val_weighted_bits_per_text" in weighted and "train_weighted_bits_per_text" in weighted

@@ -84,7 +84,8 @@ def _eval_text(kind: str, report: dict) -> str:
         unknown = f", {report['unknown_tokens']:,} of them unknown (<UNK>)" if report.get("unknown_tokens") else ""
         return (f"{report['texts']:,} texts, {report['tokens']:,} tokens{unknown}: {report['bits_per_token']:.4f} "
                 f"bits per token, perplexity {report['perplexity']:.3f}")
-    lines = []
+    lines = [f"{key.replace('_', ' ')}: {value:.4f}" for key, value in report.items()
+             if "bits_per_" in key and isinstance(value, float)]
     if kind == "classify":
         if "accuracy" in report:
             lines.append(f"{report['examples']:,} texts: accuracy {report['accuracy']:.4f}, macro-F1 "

@@ -81,7 +81,7 @@ class ClassifyTask(SequenceTask):
                                   multi_label=setup["multi_label"], class_weights=setup.get("class_weights"),
                                   dtype=dtype, seed=seed)
 
-    loss_unit = "bits per text"
+    loss_unit = "bits per text"              # per instance: bits per label (multi-label), weighted bits per text
 
     def __init__(self, config: ClassifyConfig, setup: dict, model: SequenceClassifier, run_dir: Path | None = None):
         self.config, self.model, self.run_dir = config, model, run_dir
@@ -90,6 +90,9 @@ class ClassifyTask(SequenceTask):
         self.multi_label = bool(setup["multi_label"])
         self._setup = setup
         self.train, self.valid = None, []
+        # the unit of the mean loss (see loss_weight): per (text, label) pair, or weighted by class
+        self.loss_unit = "bits per label" if self.multi_label else \
+            "bits per text" if setup.get("class_weights") is None else "weighted bits per text"
 
     # -- building -----------------------------------------------------------------------
     @classmethod
