@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import shlex
 import signal
 import stat
 import subprocess
@@ -476,13 +477,13 @@ DIVERGE = ["--hidden", "16", "--embed", "8", "--steps", "20", "--seq-len", "16",
 
 def test_a_diverging_run_keeps_only_checkpoints_that_give_a_finite_loss_and_says_a_command_that_works(corpus,
                                                                                                       tmp_path):
-    out = tmp_path / "run"
+    out = tmp_path / "my run"                                            # the printed command quotes it
     result = seqnet("train", "--corpus", corpus, *DIVERGE, "--out", out, "--lr", "1e37", "--checkpoint-every", 1)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "warning" not in result.stderr, result.stderr                 # numpy's overflow warnings
     error = result.stderr.strip().splitlines()[-1]
     assert "loss became" in error and "--steps 20" in error, error
-    suggested = error.split("e.g. seqnet ", 1)[1].split()
+    suggested = shlex.split(error.split("e.g. seqnet ", 1)[1])
     lr = float(suggested[suggested.index("--lr") + 1])
     assert lr <= 1e36, error
     for step_dir in (out / "checkpoints").glob("step-*"):                 # every one loads: finite weights
@@ -492,6 +493,20 @@ def test_a_diverging_run_keeps_only_checkpoints_that_give_a_finite_loss_and_says
             assert np.isfinite(weight).all(), step_dir
     resumed = seqnet(*suggested[1:])                                      # as printed, but for "seqnet"
     assert "needs --steps" not in resumed.stderr and "Traceback" not in resumed.stderr, resumed.stderr
+
+
+def test_a_step_that_diverges_again_keeps_what_was_set_aside_before(finished, tmp_path):
+    from seqnet.training.checkpoint import set_aside_diverged
+
+    run = shutil.copytree(finished, tmp_path / "run")
+    step = load_checkpoint(run).step
+    earlier = run / "checkpoints" / f"step-{step:08d}.diverged"
+    earlier.mkdir()
+    (earlier / "weights.safetensors").write_bytes(b"the first divergence")
+    aside = set_aside_diverged(run, step)
+    assert aside.name == f"step-{step:08d}.diverged-2" and (aside / "meta.json").is_file()
+    assert (earlier / "weights.safetensors").read_bytes() == b"the first divergence"
+    assert load_checkpoint(run).step < step
 
 
 def test_a_nan_before_the_first_checkpoint_names_the_step_it_was_due(corpus, tmp_path):

@@ -631,7 +631,10 @@ def set_aside_diverged(run_dir: str | os.PathLike, first_bad_step: int) -> Path 
     if named is None or int(named.group(1)) < first_bad_step or not target.is_dir():
         return None
     aside = target.with_name(target.name + DIVERGED_SUFFIX)
-    shutil.rmtree(aside, ignore_errors=True)
+    for n in range(2, 10_000):                  # a step that diverged before is kept too: .diverged-2, ...
+        if not os.path.lexists(aside):
+            break
+        aside = target.with_name(f"{target.name}{DIVERGED_SUFFIX}-{n}")
     earlier = [d for d in _step_dirs(run_dir / "checkpoints") if int(d.name[5:]) < first_bad_step and _intact(d)]
     if earlier:
         _write_pointer(run_dir, earlier[0], int(earlier[0].name[5:]))

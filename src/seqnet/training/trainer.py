@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -325,7 +326,7 @@ class Trainer:
         lower = min(cfg.lr, self.optimizer.lr) / 10
         warmup = " --warmup 0" if cfg.warmup is not None and cfg.warmup >= cfg.steps - last else ""
         return (f"{what}; stopping. The checkpoint of step {last} in {self.run_dir} is intact: continue from it "
-                f"with a lower learning rate as a new phase, e.g. seqnet train --out {self.run_dir} --resume "
+                f"with a lower learning rate as a new phase, e.g. seqnet train --out {shlex.quote(str(self.run_dir))} --resume "
                 f"--new-phase --steps {cfg.steps} --lr {lower:.1g}{warmup}")
 
     def emit(self, record: dict) -> None:
