@@ -491,7 +491,7 @@ def test_a_diverging_run_keeps_only_checkpoints_that_give_a_finite_loss_and_says
             continue
         for weight in load_checkpoint(step_dir).weights.values():
             assert np.isfinite(weight).all(), step_dir
-    resumed = seqnet(*suggested[1:])                                      # as printed, but for "seqnet"
+    resumed = seqnet(*suggested)                                          # as printed, after "seqnet"
     assert "needs --steps" not in resumed.stderr and "Traceback" not in resumed.stderr, resumed.stderr
     assert resumed.returncode == 0 or "loss became" in resumed.stderr.strip().splitlines()[-1], resumed.stderr
 
