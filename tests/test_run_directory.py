@@ -583,6 +583,16 @@ def test_pruning_keeps_two_intact_checkpoints_past_a_damaged_higher_one(finished
     load_checkpoint(run / "checkpoints" / "step-00000012")
 
 
+@pytest.mark.skipif(not DRAWS, reason="loss.png needs matplotlib (the plot extra)")
+def test_a_finished_run_stopped_before_its_loss_picture_draws_it_on_resume(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    (run / "loss.png").unlink()
+    result = seqnet("train", "--out", run, "--resume", "--no-progress")
+    assert result.returncode == 0 and "nothing to do" in result.stderr, result.stderr
+    assert (run / "loss.png").stat().st_size > 0
+    assert [r["event"] for r in records(run)].count("summary") == 1
+
+
 def test_a_finished_run_stopped_before_its_summary_writes_it_on_resume(finished, tmp_path):
     run = shutil.copytree(finished, tmp_path / "run")
     kept = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"summary"' not in line]

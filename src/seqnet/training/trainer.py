@@ -430,6 +430,8 @@ class Trainer:
         self.directory.rollback_metrics(self.step)
         records = [r for r in self.directory.read_metrics() if isinstance(r, dict)]
         if any(r.get("event") == "summary" and r.get("steps") == self.step for r in records):
+            if not (Path(self.run_dir) / "loss.png").exists():     # stopped between the summary and the plot
+                write_loss_plot(self.run_dir, self.history, self.task.loss_unit)
             return None
         train_key = "train_" + self.task.loss_unit.replace(" ", "_")
         evals = [r for r in records if r.get("event") == "eval" and r.get("step") == self.step]
@@ -443,7 +445,7 @@ class Trainer:
                    train_key: self.history[-1][1] if self.history else None, **metrics,
                    "tokens_per_s": tok_s, "seconds": None, "run_dir": str(self.run_dir)}
         self.emit(summary)
-        write_loss_plot(self.run_dir, self.history)
+        write_loss_plot(self.run_dir, self.history, self.task.loss_unit)
         return summary
 
     def close(self) -> None:
