@@ -250,3 +250,14 @@ def test_json_line_pairs_are_recognised_by_suffix_or_content(tmp_path, name):
     path = tmp_path / name
     path.write_text('{"source": "a b", "target": "c"}\n', encoding="utf-8")
     assert read_pairs(path) == [("a b", "c")]
+
+
+def test_a_json_lines_file_is_not_read_as_tagged_conll(tmp_path):
+    path = tmp_path / "cls.txt"
+    path.write_text('{"text": "a b", "label": "neg"}\n', encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"cls.txt: holds JSON lines; expected a CoNLL file of tagged tokens"):
+        read_conll(path)
+    assert read_conll(path, require_tags=False)[0].tokens == ("a", "b")      # sentences to tag may be JSON lines
+    code = tmp_path / "code.conll"
+    code.write_text("{\tB-OP\n}\tB-OP\n", encoding="utf-8")                   # a CoNLL file may start with "{"
+    assert read_conll(code)[0].tokens == ("{", "}")

@@ -199,6 +199,10 @@ def test_flags_that_would_do_nothing_are_refused(runs):
     assert_usage_error(seqnet("sample", runs["lm"], "--seed", "-3"), "--seed: expected an integer >= 0, received -3")
     assert_usage_error(seqnet("sample", runs["lm"], "extra"), "seqnet sample: error: unrecognized arguments: extra")
     assert_usage_error(seqnet("sample", runs["lm"], "--threads", "0"), "--threads: expected a positive integer")
+    assert_usage_error(seqnet("train", "--task", "translate", "--data", runs["train"], "--attention", "none",
+                              "--no-input-feed", "--out", runs["base"] / "never"),
+                       "--no-input-feed: applies only with an --attention other than none")
+    assert not (runs["base"] / "never").exists()
 
 
 def test_error_output_is_one_line(runs):

@@ -127,6 +127,14 @@ def _first_char(lines: Iterable[tuple[int, str]]) -> str:
     return ""
 
 
+def _first_line_is_json_object(lines) -> bool:
+    first = next((line for _, line in lines if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except ValueError:
+        return False
+
+
 def _read_classification_json(path: Path, lines, require_labels: bool = True) -> list[TextExample]:
     examples, kind = [], None
     for number, record in _json_records(path, lines, ("text",)):
@@ -208,8 +216,12 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a CoNLL file")
     file_lines = read_lines(path)
-    if not require_tags and (path.suffix.lower() in JSON_SUFFIXES or _first_char(file_lines) == "{"):
+    json_lines = path.suffix.lower() in JSON_SUFFIXES or _first_char(file_lines) == "{"
+    if not require_tags and json_lines:
         return _read_sentences_json(path, file_lines)
+    if json_lines and _first_line_is_json_object(file_lines):      # a token "{" may start a CoNLL file
+        raise DataFileError(f"{path}: holds JSON lines; expected a CoNLL file of tagged tokens (token and tag "
+                            "columns, blank lines between sentences)")
     sentences, tokens, tags, lines = [], [], [], []
     columns = None                                      # (count, line that set it)
 

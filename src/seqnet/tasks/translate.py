@@ -59,7 +59,8 @@ class TranslateConfig(Settings):
     layers: int = option(1, "stacked recurrent layers (encoder and decoder)", kind=POSITIVE_INT)
     unidirectional: bool = option(False, "a forward-only encoder (default: bidirectional)")
     attention: str = option("general", "attention score (none: no attention)", choices=ATTENTION_TYPES)
-    no_input_feed: bool = option(False, "do not feed the previous attentional output into the decoder")
+    no_input_feed: bool = option(False, "do not feed the previous attentional output into the decoder",
+                                 only_with=("attention", lambda kind: kind != "none", "an --attention other than none"))
     dropout: float = option(0.0, "dropout probability", kind=PROBABILITY)
     batch: int = option(64, "pairs per step", kind=POSITIVE_INT)
     eval_size: int = option(500, "validation pairs scored and translated per evaluation (0: all)",
