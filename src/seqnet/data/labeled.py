@@ -216,10 +216,11 @@ def read_conll(path, *, require_tags: bool = True) -> list[TaggedSentence]:
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; expected a CoNLL file")
     file_lines = read_lines(path)
-    json_lines = path.suffix.lower() in JSON_SUFFIXES or _first_char(file_lines) == "{"
+    # by suffix, or a first line that is a JSON object (a token "{" may start a CoNLL file)
+    json_lines = path.suffix.lower() in JSON_SUFFIXES or _first_line_is_json_object(file_lines)
     if not require_tags and json_lines:
         return _read_sentences_json(path, file_lines)
-    if json_lines and _first_line_is_json_object(file_lines):      # a token "{" may start a CoNLL file
+    if json_lines:
         raise DataFileError(f"{path}: holds JSON lines; expected a CoNLL file of tagged tokens (token and tag "
                             "columns, blank lines between sentences)")
     sentences, tokens, tags, lines = [], [], [], []
