@@ -285,7 +285,8 @@ def test_generator_eval_counts_unknown_tokens(tmp_path):
         assert task.evaluate_file(known)["unknown_tokens"] == 0
     odd = tmp_path / "odd.jsonl"
     odd.write_text('{"condition": "lower", "text": "xyz"}\n{"condition": "upper", "text": "AB"}\n', encoding="utf-8")
-    with pytest.warns(SeqnetWarning, match=r"^3 of the 7 predicted tokens \(42\.9%\) are unknown .* the file is unlike"):
+    with pytest.warns(SeqnetWarning, match=r"^3 of the 7 predicted tokens \(42\.9%\) are unknown .* the bits per "
+                                           r"token of this file"):
         report = task.evaluate_file(odd)
     assert report["unknown_tokens"] == 3 and report["tokens"] == 7          # x, y, z of "xyz" + end, "AB" + end
 

@@ -71,8 +71,9 @@ def warn_if_mostly_unknown(unknown: int, scored: int, what: str = "corpus") -> N
     are <UNK> (``unknown`` of them): the scores then say how well <UNK> itself is predicted."""
     if scored and unknown > UNKNOWN_WARNING * scored:
         warnings.warn(f"{unknown:,} of the {scored:,} predicted tokens ({unknown / scored:.1%}) are unknown to "
-                      f"the model's vocabulary (<UNK>); the {what} is unlike the training data, and the bits "
-                      "per token measure how well <UNK> itself is predicted there", SeqnetWarning, stacklevel=3)
+                      f"the model's vocabulary (<UNK>: words beyond --max-words, or tokens the training data "
+                      f"lacks); the bits per token of this {what} partly measure how well <UNK> itself is "
+                      "predicted", SeqnetWarning, stacklevel=3)
 
 
 class Task:
