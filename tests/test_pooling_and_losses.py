@@ -187,3 +187,20 @@ def test_loss_shapes_are_checked():
         softmax_cross_entropy(np.zeros((2, 5)), np.zeros(2, dtype=np.int64), xp=xp, class_weights=np.ones(4))
     with pytest.raises(ShapeError, match="targets: expected the shape of the logits"):
         sigmoid_binary_cross_entropy(np.zeros((2, 5)), np.zeros((2, 4)), xp=xp)
+
+
+def test_cross_entropy_checks_its_targets_mask_and_weights():
+    from seqnet.errors import DTypeError
+
+    xp = seqnet.get_backend().xp
+    logits, targets = np.zeros((3, 2, 4)), np.zeros((3, 2), dtype=np.int64)
+    for mask in (np.ones(2, bool), np.ones((3, 2)), np.ones((3, 2), np.int64)):    # broadcast, float, int
+        with pytest.raises(ShapeError, match=r"^mask: expected a bool array of the targets' shape \(3, 2\)"):
+            softmax_cross_entropy(logits, targets, mask, xp=xp)
+    with pytest.raises(DTypeError, match=r"^targets: expected integer class ids, received"):
+        softmax_cross_entropy(logits, targets.astype(float), xp=xp)
+    with pytest.raises(ConfigError, match=r"^class_weights: expected weights >= 0"):
+        softmax_cross_entropy(logits, targets, xp=xp, class_weights=np.array([1.0, -1.0, 1.0, 1.0]))
+    none = np.zeros((3, 2), bool)
+    loss, backprop = softmax_cross_entropy(logits, targets, none, xp=xp, class_weights=np.ones(4))
+    assert float(loss) == 0.0 and not np.any(backprop())                    # every position masked: 0, no NaN

@@ -49,6 +49,11 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None)
         raise ShapeError(f"targets: expected shape {tuple(logits.shape[:-1])} (logits without the vocabulary axis), "
                          f"received {tuple(targets.shape)}")
     vocab = logits.shape[-1]
+    if not xp.isdtype(targets.dtype, "integral"):
+        raise DTypeError(f"targets: expected integer class ids, received {describe_array(targets)}")
+    if mask is not None and (tuple(mask.shape) != tuple(targets.shape) or not xp.isdtype(mask.dtype, "bool")):
+        raise ShapeError(f"mask: expected a bool array of the targets' shape {tuple(targets.shape)} (True where a "
+                         f"position counts), received {describe_array(mask)}")
     targets = xp.astype(targets, xp.int64)
     if mask is not None:
         targets = xp.where(mask, targets, 0)
@@ -58,6 +63,8 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None)
     if class_weights is not None and tuple(class_weights.shape) != (vocab,):
         raise ShapeError(f"class_weights: expected shape ({vocab},) (one weight per class), "
                          f"received {tuple(class_weights.shape)}")
+    if class_weights is not None and not bool(xp.all(class_weights >= 0)):
+        raise ConfigError("class_weights: expected weights >= 0 (one per class), received a negative or NaN one")
     z = logits - xp.max(logits, axis=-1, keepdims=True)
     exp_z = xp.exp(z)
     sum_exp = xp.sum(exp_z, axis=-1, keepdims=True)
@@ -73,7 +80,8 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None)
             count *= n
         loss = xp.sum(nll) / count
     else:
-        count = xp.sum(weight) if class_weights is not None else xp.maximum(xp.sum(weight), 1.0)
+        count = xp.sum(weight)
+        count = xp.where(count > 0, count, xp.ones_like(count))  # every position masked (or weight 0): loss 0
         loss = xp.sum(nll * weight) / count
 
     def backprop(d_loss=1.0):
