@@ -121,6 +121,19 @@ def test_save_arrays_refuses_a_suffix_it_cannot_write(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_save_arrays_names_what_it_cannot_write(tmp_path):
+    with pytest.raises(CheckpointError, match=rf"^cannot write {re.escape(str(tmp_path))}/no/w.npz: the directory "
+                                              rf".*/no does not exist$"):
+        ckpt.save_arrays(tmp_path / "no" / "w.npz", _weights())
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(CheckpointError, match=r"^cannot write .*d.npz: it is a directory$"):
+        ckpt.save_arrays(tmp_path / "d.npz", _weights())
+    with pytest.raises(ConfigError, match=r"^arrays: expected a dict of name -> numpy array, received list$"):
+        ckpt.save_arrays(tmp_path / "w.npz", [np.zeros(2)])
+    with pytest.raises(ConfigError, match=r"^path: expected a str or os.PathLike file name, received bytes$"):
+        ckpt.save_arrays(b"w.npz", _weights())
+
+
 @pytest.mark.parametrize("bit_generator", ["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"])
 def test_rng_state_round_trips_through_json(bit_generator):
     generator = np.random.Generator(getattr(np.random, bit_generator)(1234))

@@ -111,9 +111,21 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     a Path. ``name + suffix()`` is a name in the preferred format; :func:`load_arrays` reads
     the file back from the same path.
     """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise ConfigError(f"path: expected a str or os.PathLike file name, received {type(path).__name__}")
     path = Path(path)
     _check_suffix(path)
-    atomic_write_bytes(path, encode_arrays(arrays, path))
+    if not isinstance(arrays, dict):
+        raise ConfigError(f"arrays: expected a dict of name -> numpy array, received {type(arrays).__name__}")
+    data = encode_arrays(arrays, path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise CheckpointError(f"cannot write {path}: the directory {path.parent} does not exist")
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 
 
