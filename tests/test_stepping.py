@@ -191,3 +191,12 @@ def test_refused_backward_calls_leave_the_run_usable(xb):
             call()
     with pytest.raises(ConfigError, match="backward has begun"):
         run.step(xb.asarray(np.ones((B, I)), "float32"))
+
+
+def test_steps_take_a_bool_training_flag():
+    from seqnet.errors import ConfigError
+
+    layer = seqnet.LSTM(3, 4, num_layers=2, dropout=0.5, seed=0)
+    for value in ("no", None, 1):
+        with pytest.raises(ConfigError, match=rf"^training: expected True or False, received {value!r}$"):
+            layer.steps(2, training=value)

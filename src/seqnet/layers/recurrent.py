@@ -447,7 +447,7 @@ class RecurrentSteps:
         if layer.num_directions != 1:
             raise ConfigError("steps: needs a unidirectional layer (a reverse direction needs the whole input first)")
         self.layer, self.batch = layer, check_positive_int("batch", batch)
-        self.training = bool(training)
+        self.training = check_bool("training", training)
         xp = layer.backend.xp
         self._units = [layer._unit_params(k, 0) for k in range(layer.num_layers)]
         states0 = layer._split_state(hx, self.batch, "hx")
