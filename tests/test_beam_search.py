@@ -325,3 +325,13 @@ def test_unscored_generation_draws_what_the_scored_search_draws(eos_id, sampler)
         if eos_id is not None and eos_id in column:
             column = column[:column.index(eos_id)]
         assert column == hyp.tokens.tolist()
+
+
+def test_an_alpha_without_a_length_penalty_is_refused():
+    from seqnet.decoding.search import check_length_penalty
+
+    check_length_penalty("none", 0.0)
+    check_length_penalty("wu", 0.6)
+    with pytest.raises(ConfigError, match=r"^alpha: the exponent of a length penalty, which length_penalty='none' does "
+                                          r"not have; .* \(received alpha=0\.5\)$"):
+        check_length_penalty("none", 0.5)

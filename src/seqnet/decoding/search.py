@@ -74,6 +74,9 @@ def check_length_penalty(kind: str, alpha: float) -> None:
     if not (is_finite_number(alpha) and 0 <= alpha <= 10):
         raise ConfigError(f"alpha: expected a finite number in [0, 10] (the length penalty's exponent), "
                           f"received {alpha!r}")
+    if kind == "none" and alpha != 0:
+        raise ConfigError(f"alpha: the exponent of a length penalty, which length_penalty='none' does not have; "
+                          f"give length_penalty='avg' or 'wu', or drop alpha (received alpha={alpha!r})")
 
 
 def length_penalty(kind: str, alpha: float, length) -> np.ndarray | float:
