@@ -350,3 +350,20 @@ def test_dropout_same_seed_same_mask_on_every_backend(xb):
 def test_set_num_threads_refuses_a_bad_count(threads):
     with pytest.raises(seqnet.errors.ConfigError, match=rf"threads: expected a positive integer, received {threads!r}"):
         seqnet.set_num_threads(threads)
+
+
+def test_to_numpy_refuses_what_is_no_array():
+    from seqnet.errors import ConfigError
+
+    for value in (None, "abc", {"a": 1}):
+        with pytest.raises(ConfigError, match=rf"^x: expected an array .* received {type(value).__name__}$"):
+            seqnet.to_numpy(value)
+    assert seqnet.to_numpy([1, 2]).tolist() == [1, 2] and seqnet.to_numpy(3.0) == 3.0
+
+
+def test_a_language_model_refuses_a_tokenizer_that_is_none_of_seqnets():
+    from seqnet.errors import ConfigError
+    from seqnet.models import LanguageModel
+
+    with pytest.raises(ConfigError, match=r"^tokenizer: expected a seqnet tokenizer .* received str 'char'$"):
+        LanguageModel(3, tokenizer="char")

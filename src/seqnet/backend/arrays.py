@@ -14,6 +14,8 @@ def to_numpy(x: Any) -> np.ndarray:
     if type(x) is np.ndarray:
         return x.copy()
     lib = _array_library(x)
+    if lib is None and (x is None or isinstance(x, (str, bytes, dict))):
+        raise ConfigError(f"x: expected an array (or a number, or a list of numbers), received {type(x).__name__}")
     if lib == "numpy":
         return np.array(x, copy=True, order="C")
     if lib == "torch":

@@ -91,6 +91,9 @@ class LanguageModel(Layer):
     @tokenizer.setter
     def tokenizer(self, tokenizer) -> None:
         size = getattr(tokenizer, "vocab_size", None)
+        if tokenizer is not None and not (hasattr(tokenizer, "encode") and hasattr(tokenizer, "decode")):
+            raise ConfigError(f"tokenizer: expected a seqnet tokenizer (seqnet.data.CharTokenizer.fit(text), ...) or "
+                              f"None, received {type(tokenizer).__name__} {tokenizer!r:.40}")
         if tokenizer is not None and size != self.vocab_size:
             raise ConfigError(f"tokenizer: expected one of vocab_size = {self.vocab_size} ids (the model's), received "
                               f"a {type(tokenizer).__name__} of {size} ids")
