@@ -367,3 +367,24 @@ def test_a_language_model_refuses_a_tokenizer_that_is_none_of_seqnets():
 
     with pytest.raises(ConfigError, match=r"^tokenizer: expected a seqnet tokenizer .* received str 'char'$"):
         LanguageModel(3, tokenizer="char")
+
+
+def test_what_replaces_a_parameter_or_its_gradient_must_match_it(xb):
+    from seqnet.errors import BackendMismatchError, DTypeError, ShapeError
+
+    with seqnet.backend(xb.name, xb.device):
+        layer = seqnet.GRU(3, 4, seed=0)
+    name = "bias_ih_l0"
+    good = layer.params[name]
+    for view in (layer.params, layer.param_grads):
+        for value, error, message in ((xb.asarray(np.zeros(5), "float32"), ShapeError, r"expected shape \(12,\)"),
+                                      (xb.asarray(np.zeros((1, 12)), "float32"), ShapeError, r"received \(1, 12\)"),
+                                      ([0.0] * 12, BackendMismatchError, r"received"),
+                                      (xb.asarray(np.zeros(12), "int32"), DTypeError, r"expected dtype float32")):
+            with pytest.raises(error, match=rf"^(params|param_grads)\['{name}'\]: .*{message}"):
+                view[name] = value
+    layer.params[name] = xb.asarray(np.ones(12), "float32")
+    assert float(np.sum(seqnet.to_numpy(layer.params[name]))) == 12 and good is not layer.params[name]
+    if xb.name != "numpy":
+        with pytest.raises(BackendMismatchError):
+            layer.params[name] = np.zeros(12, np.float32)

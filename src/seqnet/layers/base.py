@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, get_backend, make_backend, to_numpy
-from ..backend.registry import float_dtype_name
-from ..errors import ConfigError, ShapeError, TapeConsumedError
+from ..backend.registry import describe_array, float_dtype_name
+from ..errors import BackendMismatchError, ConfigError, DTypeError, ShapeError, TapeConsumedError
 
 
 class Parameter:
@@ -32,6 +32,17 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.value.shape)})"
+
+
+def _check_like(value, like, name: str) -> None:
+    """``value`` must be an array of ``like``'s library, device, shape and dtype (what replaces a
+    parameter or its gradient keeps the model whole); otherwise an error naming ``name``."""
+    if type(value) is not type(like) or getattr(value, "device", None) != getattr(like, "device", None):
+        raise BackendMismatchError(f"{name}: expected {describe_array(like)}, received {describe_array(value)}")
+    if tuple(value.shape) != tuple(like.shape):
+        raise ShapeError(f"{name}: expected shape {tuple(like.shape)}, received {tuple(value.shape)}")
+    if value.dtype != like.dtype:
+        raise DTypeError(f"{name}: expected dtype {float_dtype_name(like.dtype)}, received {describe_array(value)}")
 
 
 class ParameterView(MutableMapping):
@@ -51,6 +62,7 @@ class ParameterView(MutableMapping):
     def __setitem__(self, name: str, value) -> None:
         if name not in self._named:
             raise KeyError(f"{name!r}: not a parameter of this layer (expected one of {list(self._named)})")
+        _check_like(value, self._named[name].value, f"{'param_grads' if self._field == 'grad' else 'params'}[{name!r}]")
         setattr(self._named[name], self._field, value)
 
     def __delitem__(self, name: str) -> None:
