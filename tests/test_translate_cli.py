@@ -231,3 +231,11 @@ def test_resume_of_a_translation_run_refuses_other_tasks_flags(runs):
                     "--condition-embed", "3")
     assert_usage_error(result, "holds a --task translate run, which does not take --condition-embed, --crf, --pooling",
                        "nothing was changed")
+
+
+def test_a_tab_in_an_input_line_is_translated_with_a_warning(runs, tmp_path):
+    inputs = tmp_path / "pairs.tsv"
+    inputs.write_text("one\ttwo\nthree\n", encoding="utf-8")
+    result = seqnet("translate", runs["run"], "--input", inputs)
+    assert result.returncode == 0 and len(result.stdout.split("\n")) == 3, result.stderr
+    assert "seqnet translate: warning: --input: line 1 of" in result.stderr and "seqnet eval DIR --data" in result.stderr

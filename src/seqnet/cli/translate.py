@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 
 from ..data.lines import split_lines
 from ..decoding import LENGTH_PENALTIES
-from ..errors import SeqnetError
+from ..errors import SeqnetError, SeqnetWarning
 from ..training.output import emit
 
 
@@ -119,6 +120,11 @@ def _sources(args) -> list[str]:
         raise SeqnetError(f"--input: {args.input or 'standard input'} is not UTF-8 text ({err.reason})") from err
     if not any(line.strip() for line in lines):
         raise SeqnetError(f"--input: {args.input or 'standard input'} holds no source line")
+    tabbed = next((k for k, line in enumerate(lines, 1) if "\t" in line), None)
+    if tabbed is not None:
+        warnings.warn(f"--input: line {tabbed} of {args.input or 'standard input'} holds a tab, translated as part of "
+                      "its source (a source<TAB>target file is scored with seqnet eval DIR --data FILE)",
+                      SeqnetWarning, stacklevel=2)
     return lines
 
 
