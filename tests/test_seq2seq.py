@@ -428,3 +428,7 @@ def test_source_lengths_as_backend_arrays_and_the_loss_mask_are_checked(xb, inpu
     padded = np.where(to_numpy(mask), to_numpy(tgt_out), -100)           # padded targets are not read
     masked = float(to_numpy(model.loss(src, lengths, tgt_in, xb.asarray(padded, "int64"), mask)))
     assert abs(masked - host_loss) < 1e-6
+    short = xb.asarray(to_numpy(tgt_out)[:-1], "int64")
+    for call in (model.loss, model.loss_and_grads):
+        with pytest.raises(ShapeError, match=r"^tgt_out: expected the shape of tgt_in \(\d+, 3\) \(T, B\), received "):
+            call(src, lengths, tgt_in, short)

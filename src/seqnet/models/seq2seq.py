@@ -333,15 +333,23 @@ class Seq2Seq(Layer):
         """Forward, mean cross-entropy over the target tokens where ``mask`` (T, B) is True
         (all when None), backward; gradients are *added* to ``param_grads``. Returns the loss
         (nats per target token, a 0-d device array). Targets where ``mask`` is False are not read."""
-        tgt_out, mask = check_target_ids(self.backend, tgt_out, self.tgt_vocab_size, mask, "tgt_out")
+        tgt_out, mask = self._check_targets(tgt_in, tgt_out, mask)
         logits, backprop = self.forward(src, src_lengths, tgt_in)
         loss, loss_back = softmax_cross_entropy(logits, tgt_out, mask, xp=self.backend.xp)
         backprop(loss_back(check_real("grad_scale", grad_scale)))
         return loss
 
+    def _check_targets(self, tgt_in, tgt_out, mask):
+        """(tgt_out, mask) checked: ids of tgt_in's shape (T, B), the mask a bool array of it."""
+        tgt_out, mask = check_target_ids(self.backend, tgt_out, self.tgt_vocab_size, mask, "tgt_out")
+        shape = tuple(getattr(tgt_in, "shape", ()))
+        if tuple(tgt_out.shape) != shape:
+            raise ShapeError(f"tgt_out: expected the shape of tgt_in {shape} (T, B), received {tuple(tgt_out.shape)}")
+        return tgt_out, mask
+
     def loss(self, src, src_lengths, tgt_in, tgt_out, mask=None):
         """Mean cross-entropy without dropout or gradients, as :meth:`loss_and_grads` computes it."""
-        tgt_out, mask = check_target_ids(self.backend, tgt_out, self.tgt_vocab_size, mask, "tgt_out")
+        tgt_out, mask = self._check_targets(tgt_in, tgt_out, mask)
         loss, _ = softmax_cross_entropy(self(src, src_lengths, tgt_in), tgt_out, mask, xp=self.backend.xp)
         return loss
 
