@@ -571,6 +571,16 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(finished
     assert target.read_text() == "precious\n"
 
 
+def test_when_every_checkpoint_is_damaged_the_error_says_so(finished, tmp_path):
+    run = shutil.copytree(finished, tmp_path / "run")
+    steps = sorted((run / "checkpoints").glob("step-*"))
+    assert len(steps) > 1
+    for weights in run.glob("checkpoints/step-*/weights.*"):
+        weights.write_bytes(weights.read_bytes()[:-10])
+    result = seqnet("sample", run, "--length", 5)
+    assert_usage_error(result, steps[-1].name, "no older checkpoint of the run is intact either")
+
+
 def test_pruning_keeps_two_intact_checkpoints_past_a_damaged_higher_one(finished, tmp_path):
     run = shutil.copytree(finished, tmp_path / "run")
     stray = shutil.copytree(run / "checkpoints" / "step-00000012", run / "checkpoints" / "step-00000099")

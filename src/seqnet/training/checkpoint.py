@@ -393,7 +393,9 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer: bool = True, fallback
             return _newest_intact(path, _pointer_target(path), f"the newest checkpoint of {path} is damaged "
                                                                f"({damaged})", optimizer, use)
         except CheckpointError:
-            raise damaged from None
+            older = len(_step_dirs(path / "checkpoints")) > 1
+            said = "no older checkpoint of the run is intact either" if older else "the run has no older checkpoint"
+            raise CheckpointError(f"{damaged}; {said}") from None
 
 
 def _newest_intact(path: Path, skip: Path | None, why: str, optimizer: bool, use: Callable) -> Any:
