@@ -155,7 +155,7 @@ def heat_map(task, path: Path, out: Path, count: int = 4) -> Path | None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="more data and steps, a larger model (about 4x the time)")
-    p.add_argument("--out", default="runs/dates")
+    p.add_argument("--out", default=str(SRC.parent / "runs" / "dates"))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--hidden", type=int, default=None)

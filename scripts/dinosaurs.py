@@ -3,7 +3,7 @@
     python scripts/dinosaurs.py                 # under a minute on 2 cores
     python scripts/dinosaurs.py --full          # longer training, a larger model
 
-Reads the 1,536 names of the exercise from ``../shared/data/dinos.txt`` beside the project
+Reads the names of the exercise (1,536 lines, 1,524 distinct) from ``../shared/data/dinos.txt`` beside the project
 (``--data`` for another file; the file is read where it is, never copied), trains seqnet's
 character LSTM language model on it (one name per line, so "\\n" ends a name), then samples
 --samples names and counts how many are new (not in the file). Each sample starts from the
@@ -57,7 +57,7 @@ def main() -> None:
     clock = Clock()
     known = {line.strip() for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()}
     steps = args.steps or (6000 if args.full else 1500)
-    # 1,536 names are about 15,000 characters: each step reads 512 of them, so the default is
+    # 1,536 lines of names are about 15,000 characters: each step reads 512 of them, so the default is
     # about 50 passes over the names, with dropout against memorising them.
     task_settings = dict(corpus=str(args.data), tokenizer="char", embed=32, hidden=256 if args.full else 128,
                          seq_len=32, batch=16, val_fraction=0.05, eval_batches=0, sample_length=0,

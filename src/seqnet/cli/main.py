@@ -72,7 +72,7 @@ def _train_parser(sub) -> None:
     run.add_argument("--out", default=None, help="run directory (default: runs/default, or the next free runs/default-N)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last intact checkpoint, with the run's own settings "
-                          "(only --steps may be raised)")
+                          "(only --steps, --backend and --device may change)")
     run.add_argument("--new-phase", action="store_true",
                      help="with --resume: start a fresh schedule at the current step; then --steps (required), --lr, "
                           "--schedule, --warmup, --clip, --clip-value and the --*-every cadences may change")
