@@ -289,6 +289,16 @@ def test_a_usage_error_is_reported_once(tmp_path):
 
 
 @needs_mpi
+def test_commands_other_than_train_refuse_to_run_as_n_copies(tmp_path):
+    one = mpiexec(1, sys.executable, "-m", "seqnet", "train", "--corpus", write_corpus(tmp_path / "c.txt"), *TINY,
+                  "--out", tmp_path / "run")
+    assert one.returncode == 0, one.stderr
+    result = mpiexec(2, sys.executable, "-m", "seqnet", "sample", tmp_path / "run", "--length", "5")
+    assert_usage_error(result, "this command runs as one process, and the MPI launcher started 2")
+    assert result.stderr.count("error:") == 1 and result.stdout == ""
+
+
+@needs_mpi
 def test_a_rank_that_raises_ends_the_job_naming_it(data, tmp_path):
     started = time.monotonic()
     result = job(2, "raise", data, tmp_path / "out")

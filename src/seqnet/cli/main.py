@@ -596,7 +596,7 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..training.distributed import is_reported_elsewhere, launched_rank
+    from ..training.distributed import is_reported_elsewhere, launched_by, launched_rank
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM,
                                                                                       _sigterm_as_interrupt)
@@ -614,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
 
         command = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "predict": labeled.cmd_predict,
                    "translate": cmd_translate}[name]
+        launched = launched_by()
+        if name != "train" and launched is not None and launched[0] > 1:   # N copies would print N answers
+            if follower:
+                return EXIT_USAGE
+            raise SeqnetError(f"this command runs as one process, and the MPI launcher started {launched[0]}: run it "
+                              "without mpiexec or srun (only seqnet train trains data-parallel)")
         if follower:
             warnings.simplefilter("ignore", SeqnetWarning)
         else:
