@@ -286,6 +286,10 @@ def test_a_usage_error_is_reported_once(tmp_path):
     too_few = seqnet_train(3, "--corpus", tmp_path / "c.txt", *TINY, "--batch", "2", "--out", tmp_path / "run")
     assert_usage_error(too_few, "--batch: 2 streams cannot be shared by 3 processes")
     assert too_few.stderr.count("error:") == 1 and not (tmp_path / "run").exists()
+    thin = seqnet_train(3, "--corpus", tmp_path / "c.txt", *TINY, "--batch", "6", "--accumulate", "3", "--out",
+                        tmp_path / "run")
+    assert_usage_error(thin, "has 2 of the --batch 6 streams for 3 micro-batches",
+                       "trains on at most 2 processes, and resumes on as many")
 
 
 @needs_mpi

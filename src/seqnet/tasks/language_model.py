@@ -185,7 +185,9 @@ class LanguageModelTask(Task):
         if stop - start < config.accumulate:
             raise ConfigError(f"--accumulate: each micro-batch needs a stream of its own, but this process (rank "
                               f"{self.rank} of {self.size}) has {stop - start} of the --batch {self.config.batch} "
-                              f"streams for {config.accumulate} micro-batches; raise --batch or lower --accumulate")
+                              f"streams for {config.accumulate} micro-batches; raise --batch or lower --accumulate "
+                              f"(a run of these settings trains on at most {self.config.batch // config.accumulate} "
+                              f"processes, and resumes on as many)")
 
     def shard(self, rank: int, size: int) -> None:
         """Read and carry only streams [start, stop) of the B, this process's share."""
