@@ -2,6 +2,7 @@
 directory through the library's own trainer, and reporting (a JSON summary, wall time, load)."""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -15,6 +16,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from seqnet.backend.threads import set_num_threads  # noqa: E402
 from seqnet.tasks import TASKS  # noqa: E402
 from seqnet.training.config import TrainerConfig  # noqa: E402
+from seqnet.errors import SeqnetError  # noqa: E402
+from seqnet.training.distributed import launched_by  # noqa: E402
+from seqnet.training.run_dir import remove_run  # noqa: E402
 from seqnet.training.runs import new_run  # noqa: E402
 
 
@@ -27,16 +31,47 @@ def write_jsonl(path: Path, records) -> Path:
 
 
 def train(kind: str, run_dir: Path, task_settings: dict, trainer_settings: dict, *, progress: bool = True):
-    """Train task ``kind`` in a fresh ``run_dir`` (an old one is replaced); returns (task, summary)."""
-    import shutil
-
+    """Train task ``kind`` in a fresh ``run_dir`` (an earlier run there is replaced, unless a
+    process is writing it; other files there are never removed); returns (task, summary)."""
     set_num_threads(1)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    remove_run(run_dir)
     config = TASKS[kind].Config(**task_settings).validate()
     trainer = new_run(kind, config, TrainerConfig(**trainer_settings).validate(), run_dir, progress=progress,
-                      log=lambda text: print(text, file=sys.stderr, flush=True))
+                      distributed="off", log=lambda text: print(text, file=sys.stderr, flush=True))
     return trainer.task, trainer.run()
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, received {text!r}")
+        return value
+    return parse
+
+
+positive_int = _int_at_least(1)         # argparse types: --steps 0 is refused, not read as "the default"
+nonnegative_int = _int_at_least(0)      # seeds
+
+
+def run_script(main) -> None:
+    """Run a script's ``main``: one process (these scripts do not train data-parallel), and a
+    seqnet error is one line ``NAME: error: ...`` with exit code 2, not a traceback."""
+    name = Path(sys.argv[0]).name
+    launched = launched_by()
+    if launched is not None and launched[0] > 1:
+        if launched[1] == 0:
+            print(f"{name}: error: runs as one process, and the MPI launcher started {launched[0]}: run it without "
+                  "mpiexec (seqnet train is the data-parallel command)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        main()
+    except SeqnetError as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 @functools.cache

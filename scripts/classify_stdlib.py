@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train, write_jsonl
+from _examples import (Clock, ROOT, nonnegative_int, pictures, positive_int, print_summary,
+                       pyplot, run_script, save_figure, train, write_jsonl)
 
 PACKAGES = ("asyncio", "email", "importlib", "multiprocessing", "tkinter", "unittest", "xml")
 
@@ -89,12 +90,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="train longer with a larger model")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "classify_stdlib")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=None, help="override the number of optimizer steps")
     args = parser.parse_args()
     clock = Clock()
     data = build_data(args.out, args.seed)
-    steps = args.steps or (4000 if args.full else 1500)
+    steps = args.steps if args.steps is not None else (4000 if args.full else 1500)
     task_settings = dict(data=str(args.out / "train.jsonl"), tokenizer="word", max_words=8000,
                          max_len=250 if args.full else 150, embed=64 if args.full else 32,
                          hidden=128 if args.full else 64, bidirectional=True, pooling="attention",
@@ -120,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

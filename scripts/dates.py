@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ import numpy as np
 SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _examples import nonnegative_int, positive_int, run_script  # noqa: E402
 
 FIRST, LAST = dt.date(1950, 1, 1), dt.date(2049, 12, 31)        # two-digit years: 50-99 -> 19xx, 00-49 -> 20xx
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -92,10 +93,11 @@ def build_data(out: Path, train_pairs: int, test_dates: int, valid_dates: int, s
 def train(out: Path, data: dict, attention: str, args) -> tuple[object, float]:
     from seqnet.tasks import TranslateConfig
     from seqnet.training.config import TrainerConfig
+    from seqnet.training.run_dir import remove_run
     from seqnet.training.runs import new_run
 
     run_dir = out / f"run-{attention}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    remove_run(run_dir)
     config = TranslateConfig(data=str(data["train"]), valid=str(data["valid"]), tokenizer="char", embed=args.embed,
                              hidden=args.hidden, attention=attention, batch=args.batch, eval_size=500,
                              sample_every=args.steps, max_source_len=64, max_target_len=16)
@@ -156,15 +158,15 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="more data and steps, a larger model (about 4x the time)")
     p.add_argument("--out", default=str(SRC.parent / "runs" / "dates"))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--hidden", type=int, default=None)
-    p.add_argument("--embed", type=int, default=32)
+    p.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--batch", type=positive_int, default=None)
+    p.add_argument("--hidden", type=positive_int, default=None)
+    p.add_argument("--embed", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--train-pairs", type=int, default=None)
-    p.add_argument("--beam", type=int, default=5)
-    p.add_argument("--test-dates", type=int, default=5000, help="held-out test dates (default: 5000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-pairs", type=positive_int, default=None)
+    p.add_argument("--beam", type=positive_int, default=5)
+    p.add_argument("--test-dates", type=positive_int, default=5000, help="held-out test dates (default: 5000)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--skip-no-attention", action="store_true", help="train only the attention model")
     p.add_argument("--progress", action="store_true", help="show the progress bars")
     args = p.parse_args(argv)
@@ -197,4 +199,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train
+from _examples import (Clock, ROOT, nonnegative_int, pictures, positive_int, print_summary,
+                       pyplot, run_script, save_figure, train)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dinos.txt"
 
@@ -46,9 +47,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"names, one per line (default: {DEFAULT_DATA})")
     parser.add_argument("--full", action="store_true", help="train longer with a larger model")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "dinosaurs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
-    parser.add_argument("--samples", type=int, default=30, help="names to sample (default: 30)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=None, help="override the number of optimizer steps")
+    parser.add_argument("--samples", type=positive_int, default=30, help="names to sample (default: 30)")
     parser.add_argument("--temperature", type=float, default=0.8)
     args = parser.parse_args()
     if not args.data.is_file():
@@ -56,7 +57,7 @@ def main() -> None:
                  "one name per line)")
     clock = Clock()
     known = {line.strip() for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()}
-    steps = args.steps or (6000 if args.full else 1500)
+    steps = args.steps if args.steps is not None else (6000 if args.full else 1500)
     # 1,536 lines of names are about 15,000 characters: each step reads 512 of them, so the default is
     # about 50 passes over the names, with dropout against memorising them.
     task_settings = dict(corpus=str(args.data), tokenizer="char", embed=32, hidden=256 if args.full else 128,
@@ -80,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train, write_jsonl
+from _examples import (Clock, ROOT, nonnegative_int, pictures, positive_int, print_summary,
+                       pyplot, run_script, save_figure, train, write_jsonl)
 
 from seqnet.data import python_stdlib_files  # noqa: E402
 
@@ -114,15 +115,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="train longer with a larger model")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "generate_identifiers")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
-    parser.add_argument("--samples", type=int, default=200, help="names sampled per kind (default: 200)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=None, help="override the number of optimizer steps")
+    parser.add_argument("--samples", type=positive_int, default=200, help="names sampled per kind (default: 200)")
     args = parser.parse_args()
     clock = Clock()
     names = collect()
     write_jsonl(args.out / "names.jsonl", ({"condition": kind, "text": name}
                                            for kind, found in names.items() for name in found))
-    steps = args.steps or (10000 if args.full else 4000)
+    steps = args.steps if args.steps is not None else (10000 if args.full else 4000)
     task_settings = dict(data=str(args.out / "names.jsonl"), embed=24, hidden=256 if args.full else 128,
                          condition_embed=8, batch=64, val_fraction=0.05, dropout=0.1, max_len=40, sample_length=0)
     trainer = dict(steps=steps, lr=3e-3, eval_every=max(steps // 4, 1), checkpoint_every=steps, seed=args.seed)
@@ -149,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

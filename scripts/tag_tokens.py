@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _examples import Clock, ROOT, pictures, print_summary, pyplot, save_figure, train
+from _examples import (Clock, ROOT, nonnegative_int, pictures, positive_int, print_summary,
+                       pyplot, run_script, save_figure, train)
 
 from seqnet.data import python_stdlib_files  # noqa: E402
 from seqnet.metrics import entity_scores, token_accuracy  # noqa: E402
@@ -164,12 +165,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="more data and steps, a larger model")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "tag_tokens")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=None, help="override the number of optimizer steps")
     args = parser.parse_args()
     clock = Clock()
     data, split = build_data(args.out, args.seed, 20000 if args.full else 6000, 3000 if args.full else 1500)
-    steps = args.steps or (5000 if args.full else 1500)
+    steps = args.steps if args.steps is not None else (5000 if args.full else 1500)
     results, summaries = {}, {}
     for crf in (False, True):
         name = "crf" if crf else "softmax"
@@ -223,4 +224,4 @@ def _sentence(line, tags):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

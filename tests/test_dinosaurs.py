@@ -45,3 +45,32 @@ def test_dinosaur_script_names_a_missing_file(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "dinosaurs.py"), "--data", str(tmp_path / "no.txt"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "no.txt does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_script_replaces_only_a_run_no_process_is_writing(tmp_path):
+    from seqnet.training.run_dir import RunDirectory
+
+    script = [sys.executable, str(ROOT / "scripts" / "dinosaurs.py"), "--data", str(tmp_path / "names.txt"), "--steps",
+              "2", "--samples", "2", "--out", str(tmp_path / "out")]
+    (tmp_path / "names.txt").write_text("".join(f"name{k}\n" for k in range(400)), encoding="utf-8")
+    run = tmp_path / "out" / "run"
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("precious")
+    refused = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"dinosaurs.py: error: --out: {run} holds files that are not a seqnet run (notes.txt); choose another "
+        "directory (nothing was changed)"], refused.stderr
+    assert (run / "notes.txt").read_text() == "precious"
+    (run / "notes.txt").unlink()
+    held = RunDirectory.claim(run)                                # another process writing this run
+    try:
+        busy = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    finally:
+        held.release()
+    assert busy.returncode == 2 and "is being written by" in busy.stderr and "Traceback" not in busy.stderr
+    assert (run / ".seqnet-run").exists()
+    again = subprocess.run(script, capture_output=True, text=True, timeout=120)        # now free: replaced
+    assert again.returncode == 0, again.stderr
+    for bad in (["--steps", "0"], ["--samples", "0"], ["--seed", "-1"]):
+        result = subprocess.run(script + bad, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and f"argument {bad[0]}: expected an integer >= " in result.stderr

@@ -332,3 +332,28 @@ class RunFollower(RunDirectory):
 
     def rollback_metrics(self, step: int) -> int:
         return 0
+
+
+def remove_run(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Delete the run directory ``path`` to start afresh there (what the example scripts do
+    before each run): nothing when it does not exist; refused, naming ``flag``, when another
+    process is writing it or when it holds files that are not a seqnet run's."""
+    run = RunDirectory(path)
+    if not run.path.exists():
+        return
+    if not run.path.is_dir():
+        raise RunDirectoryError(f"{flag}: {run.path} is a file, expected a directory for the run")
+    if not is_run_directory(run.path):
+        foreign = sorted(entry.name for entry in run.path.iterdir())
+        if foreign:
+            raise RunDirectoryError(f"{flag}: {run.path} holds files that are not a seqnet run ("
+                                    + ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                                    + "); choose another directory (nothing was changed)")
+        return
+    run._lock()                                 # refused, naming the holder, while a run writes it
+    try:
+        shutil.rmtree(run.path)
+    except OSError as err:
+        raise RunDirectoryError(f"{flag}: cannot remove the earlier run in {run.path} ({err.strerror})") from err
+    finally:
+        run.release()
