@@ -73,11 +73,7 @@ class RunDirectory:
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise RunDirectoryError(f"--out: {run.path} is a file, expected a directory for the run")
-        foreign = run._foreign_entries()
-        if foreign:
-            raise RunDirectoryError(f"--out: {run.path} already holds files that are not a seqnet run ("
-                                    + ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-                                    + "); choose a new or empty directory (nothing was changed)")
+        run._refuse_foreign("--out", "already holds", "choose a new or empty directory")
         if has_checkpoint(run.path):
             raise RunDirectoryError(f"--out: {run.path} already holds a run; pass --resume to continue it, "
                                     "or choose another --out (nothing was changed)")
@@ -90,6 +86,14 @@ class RunDirectory:
         remove_stale_temporaries(run.path)
         run._present = {entry.name for entry in run.path.iterdir()} - {RUN_MARKER}
         return run
+
+    def _refuse_foreign(self, flag: str, holds: str, advice: str) -> None:
+        """RunDirectoryError naming ``flag`` when the directory holds what is not a run's."""
+        foreign = self._foreign_entries()
+        if foreign:
+            raise RunDirectoryError(f"{flag}: {self.path} {holds} files that are not a seqnet run ("
+                                    + ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                                    + f"); {advice} (nothing was changed)")
 
     def _foreign_entries(self) -> list[str]:
         """What a directory holds when it is not a run directory (empty, or a run, or missing: [])."""
@@ -343,12 +347,8 @@ def remove_run(path: str | os.PathLike, flag: str = "--out") -> None:
         return
     if not run.path.is_dir():
         raise RunDirectoryError(f"{flag}: {run.path} is a file, expected a directory for the run")
-    if not is_run_directory(run.path):
-        foreign = sorted(entry.name for entry in run.path.iterdir())
-        if foreign:
-            raise RunDirectoryError(f"{flag}: {run.path} holds files that are not a seqnet run ("
-                                    + ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-                                    + "); choose another directory (nothing was changed)")
+    run._refuse_foreign(flag, "holds", "choose another directory")
+    if not is_run_directory(run.path):                  # empty
         return
     run._lock()                                 # refused, naming the holder, while a run writes it
     try:
