@@ -57,6 +57,17 @@ positive_int = _int_at_least(1)         # argparse types: --steps 0 is refused, 
 nonnegative_int = _int_at_least(0)      # seeds
 
 
+def comma_list(item=str, choices=None):
+    """An argparse type: a comma-separated list of ``item`` (an argparse type), each among ``choices``."""
+    def parse(text: str) -> list:
+        values = [item(part.strip()) for part in text.split(",")] if text.strip() else []
+        if not values or (choices is not None and any(v not in choices for v in values)):
+            allowed = f" of {', '.join(map(str, choices))}" if choices is not None else ""
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list{allowed}, received {text!r}")
+        return values
+    return parse
+
+
 def run_script(main) -> None:
     """Run a script's ``main``: one process (these scripts do not train data-parallel), and a
     seqnet error is one line ``NAME: error: ...`` with exit code 2, not a traceback."""

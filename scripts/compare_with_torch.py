@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _examples import comma_list, nonnegative_int, positive_int  # noqa: E402
 
 from seqnet.backend.threads import set_num_threads  # noqa: E402
 from seqnet.data import StreamBatcher, iter_eval_batches  # noqa: E402
@@ -48,17 +50,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpus", default="python-stdlib")
     p.add_argument("--cell", default="lstm", choices=("lstm", "gru", "rnn"))
-    p.add_argument("--embed", type=int, default=64)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=800)   # ~5-6 min for all three on 2 cores
-    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--embed", type=positive_int, default=64)
+    p.add_argument("--hidden", type=positive_int, default=256)
+    p.add_argument("--layers", type=positive_int, default=1)
+    p.add_argument("--seq-len", type=positive_int, default=64)
+    p.add_argument("--batch", type=positive_int, default=32)
+    p.add_argument("--steps", type=positive_int, default=800)   # ~5-6 min for all three on 2 cores
+    p.add_argument("--warmup", type=nonnegative_int, default=50)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--clip", type=float, default=1.0)
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated init seeds; the claim is judged on the means")
-    p.add_argument("--val-batches", type=int, default=50)
+    p.add_argument("--seeds", type=comma_list(nonnegative_int), default=[0, 1, 2], help="comma-separated init seeds; the claim is judged on the means")
+    p.add_argument("--val-batches", type=positive_int, default=50)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args(argv)
 
@@ -226,7 +228,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_num_threads(1)
     started = time.perf_counter()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     per_seed = []
     with tempfile.TemporaryDirectory(prefix="seqnet-vs-torch-") as run_dir:   # the encoded corpus is reused
         for k, seed in enumerate(seeds):

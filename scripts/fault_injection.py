@@ -32,6 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+from _examples import nonnegative_int, positive_int  # noqa: E402
 
 from seqnet.training.checkpoint import load_checkpoint  # noqa: E402
 
@@ -104,9 +106,9 @@ def compare(reference: Path, candidate: Path) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--kills", type=int, default=30)
+    p.add_argument("--kills", type=positive_int, default=30)
     p.add_argument("--full", action="store_true", help="150 interruptions and a longer run")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--json", help="also write the summary here")
     args = p.parse_args(argv)
     kills, steps, files = (150, 120, 60) if args.full else (args.kills, 60, 40)

@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
+from _examples import comma_list, positive_int  # noqa: E402
 from bench import CONFIGS, VOCAB  # noqa: E402
 
 BATCH, SEQ_LEN = 64, 100          # bench.py's M and L: 64 streams x 100 steps
@@ -169,12 +170,13 @@ def main() -> int:
         worker(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", default="M,L", help="bench.py's configurations (default: M,L)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per run (default: 5)")
+    parser.add_argument("--configs", type=comma_list(choices=tuple(CONFIGS)), default=["M", "L"],
+                        help="bench.py's configurations (default: M,L)")
+    parser.add_argument("--steps", type=positive_int, default=5, help="timed steps per run (default: 5)")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores, 1 BLAS thread per "
           f"process; medians over {args.steps} steps")
-    for config in args.configs.split(","):
+    for config in args.configs:
         report(config, launch(1, config, args.steps), launch(2, config, args.steps))
     return 0
 
