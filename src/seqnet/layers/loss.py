@@ -57,13 +57,15 @@ def softmax_cross_entropy(logits, targets, mask=None, *, xp, class_weights=None)
     targets = xp.astype(targets, xp.int64)
     if mask is not None:
         targets = xp.where(mask, targets, 0)
-    if bool(xp.any((targets < 0) | (targets >= vocab))):
-        raise ConfigError(f"targets: expected class ids in [0, {vocab}) (the size of the logits' last axis), "
-                          f"received values in [{int(xp.min(targets))}, {int(xp.max(targets))}]")
     if class_weights is not None and tuple(class_weights.shape) != (vocab,):
         raise ShapeError(f"class_weights: expected shape ({vocab},) (one weight per class), "
                          f"received {tuple(class_weights.shape)}")
-    if class_weights is not None and not bool(xp.all(class_weights >= 0)):
+    bad_targets = xp.any((targets < 0) | (targets >= vocab))
+    bad = bad_targets if class_weights is None else bad_targets | ~xp.all(class_weights >= 0)
+    if bool(bad):                                 # one read back from the device for both checks
+        if bool(bad_targets):
+            raise ConfigError(f"targets: expected class ids in [0, {vocab}) (the size of the logits' last axis), "
+                              f"received values in [{int(xp.min(targets))}, {int(xp.max(targets))}]")
         raise ConfigError("class_weights: expected weights >= 0 (one per class), received a negative or NaN one")
     z = logits - xp.max(logits, axis=-1, keepdims=True)
     exp_z = xp.exp(z)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import host_int64, to_numpy
-from ..decoding import beam_search, check_greedy, check_sampling, refuse_given, sample_tokens, sample_tokens_on_device
+from ..decoding import (active_filters, beam_search, check_greedy, check_sampling, refuse_given, sample_tokens,
+                        sample_tokens_on_device)
 from ..decoding.generate import check_count, check_seed
-from ..decoding.sampling import active_filters
 from ..errors import ConfigError, check_bool, check_real
 from ..layers import RECURRENT_LAYERS, Embedding, Layer, Linear, softmax_cross_entropy
 from ..layers.base import BackpropOnce
