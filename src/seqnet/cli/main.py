@@ -187,7 +187,7 @@ def _conflicts(args, trainer, may_change: tuple) -> list[str]:
         paths = path_settings(type(config))
         for name, given in given_settings(args, type(config)).items():
             own = getattr(config, name)
-            if name in may_change or (given == own and not (name in paths and not same_path(given, own))):
+            if name in may_change or (given == own and name not in paths):      # paths: compared below
                 continue
             if name in paths and (same_path(given, own) or (name == "corpus" and _encoded_from(trainer, given))):
                 continue
@@ -524,10 +524,9 @@ def _beam_flags(args) -> dict:
 
 def _sample_options(args) -> dict:
     """generate()'s sampling or beam-search keyword arguments; flags of the other mode are refused."""
+    from .translate import check_alpha_flag
+
     beam_flags = _beam_flags(args)
-    if args.alpha is not None and args.length_penalty in (None, "none"):
-        raise SeqnetError(f"--alpha: the exponent of a length penalty; add --length-penalty avg or wu (received "
-                          f"--alpha {args.alpha} without one)")
     if args.beam is None:
         given = [flag for flag, value in beam_flags.items() if value is not None]
         if given:
@@ -537,6 +536,7 @@ def _sample_options(args) -> dict:
                     seed=args.seed)
     if args.beam < 1:
         raise SeqnetError(f"--beam: expected a positive integer, received {args.beam}")
+    check_alpha_flag(args.alpha, args.length_penalty)
     if args.num > args.beam:
         raise SeqnetError(f"--num: beam search returns at most --beam {args.beam} continuations, received {args.num}")
     sampling = {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p,

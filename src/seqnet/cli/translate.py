@@ -44,6 +44,13 @@ def given_search_flags(args) -> list[str]:
     return ["--" + name.replace("_", "-") for name in SEARCH_DEFAULTS if getattr(args, name, None) is not None]
 
 
+def check_alpha_flag(alpha, length_penalty) -> None:
+    """--alpha (None: not given) needs a --length-penalty other than none (of sample --beam or translate)."""
+    if alpha is not None and length_penalty in (None, "none"):
+        raise SeqnetError(f"--alpha: the exponent of a length penalty; add --length-penalty avg or wu (received "
+                          f"--alpha {alpha} without one)")
+
+
 def search_options(args, batch_default: int = 64) -> dict:
     """The keyword arguments of :meth:`seqnet.models.Seq2Seq.translate`, checked under the flags' names."""
     o = {name: SEARCH_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name) for name in SEARCH_DEFAULTS}
@@ -58,9 +65,7 @@ def search_options(args, batch_default: int = 64) -> dict:
         raise SeqnetError(f"--max-len-a: expected a finite number >= 0, received {o['max_len_a']}")
     if o["max_len_a"] == 0 and o["max_len_b"] == 0:
         raise SeqnetError("--max-len-a, --max-len-b: both 0 allow no output token; expected A > 0 or B > 0")
-    if args.alpha is not None and o["length_penalty"] == "none":
-        raise SeqnetError(f"--alpha: the exponent of a length penalty; add --length-penalty avg or wu (received "
-                          f"--alpha {args.alpha} without one)")
+    check_alpha_flag(args.alpha, o["length_penalty"])
     if not (math.isfinite(o["alpha"]) and 0 <= o["alpha"] <= 10):
         raise SeqnetError(f"--alpha: expected a number in [0, 10], received {o['alpha']}")
     return dict(beam=o["beam"], n_best=o["n_best"], length_penalty=o["length_penalty"],
