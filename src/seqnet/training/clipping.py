@@ -46,7 +46,13 @@ def _namespace(grads: Any, xp: Any):
         raise ConfigError(f"grads[{first_name!r}]: expected an array, received {type(first).__name__}")
     device = _device_of(first)
     namespace = array_api_compat.array_namespace(first)
+    if not namespace.isdtype(first.dtype, "real floating"):
+        raise DTypeError(f"grads[{first_name!r}]: expected a floating-point gradient, received dtype "
+                         f"{_dtype_to_name(first.dtype)}")
+    like = (type(first), first.dtype, getattr(first, "device", None))
     for name, g in grads.items():
+        if (type(g), getattr(g, "dtype", None), getattr(g, "device", None)) == like:
+            continue                                 # as the first: checked (the common, per-step case)
         if _array_library(g) != library or not _same_device(_device_of(g), device):
             raise BackendMismatchError(f"grads[{name!r}]: expected a {library} array on device {device!s} like "
                                        f"grads[{first_name!r}], received {describe_array(g)}")

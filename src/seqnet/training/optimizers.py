@@ -110,6 +110,7 @@ class Optimizer:
         self.hyperparams = self._validate(hyperparams)
         self.step_count = 0
         self._meta = {k: (tuple(p.shape), self.backend.dtype_name(p.dtype)) for k, p in params.items()}
+        self._known: dict[str, tuple] = {}         # name -> (type, dtype, device) of arrays already checked
         self.state = {k: {s: self.backend.xp.zeros_like(p) for s in self._slots(self.hyperparams)} for k, p in params.items()}
 
     @property
@@ -160,10 +161,15 @@ class Optimizer:
     def _check_like_params(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         """ShapeError / DTypeError naming the first parameter or gradient whose shape or dtype is not
         the one recorded when this optimizer was built (so nothing broadcasts or casts quietly).
-        Reads shapes and dtypes only: no device work, no transfer."""
+        Reads shapes and dtypes only: no device work, no transfer. An array of the (type, dtype,
+        device) already accepted for its parameter passes on its shape alone (the per-step cost)."""
+        known = self._known
         for name, (shape, dtype_name) in self._meta.items():
             for kind, array, like in (("params", params[name], "as when this optimizer was built"),
                                       ("grads", grads[name], "like its parameter")):
+                signature = (type(array), getattr(array, "dtype", None), getattr(array, "device", None))
+                if known.get(name) == signature and tuple(array.shape) == shape:
+                    continue
                 got_shape, got_dtype = getattr(array, "shape", None), getattr(array, "dtype", None)
                 if got_shape is None or got_dtype is None:
                     raise ShapeError(f"{kind}[{name!r}]: expected an array of shape {shape} {like}, received "
@@ -178,6 +184,7 @@ class Optimizer:
                 got = self.backend.dtype_name(got_dtype)
                 if got != dtype_name:
                     raise DTypeError(f"{kind}[{name!r}]: expected dtype {dtype_name} {like}, received {got}")
+                known[name] = signature
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -223,6 +230,7 @@ class Optimizer:
                     raise ShapeError(f"arrays[{key!r}]: expected shape {shape}, received {tuple(host.shape)}")
                 state[k][s] = backend.asarray(host, dtype_name)
         self.backend, self.lr, self.hyperparams, self.step_count, self.state = backend, lr, hyperparams, step, state
+        self._known = {}                           # arrays of the new backend are checked in full again
 
 
 # -- the optimizers ----------------------------------------------------------------------------
