@@ -206,7 +206,8 @@ def _encoded_from(trainer, corpus: str) -> bool:
     from ..data import TokenStream, resolve_corpus
 
     try:
-        sources = {source["path"] for source in TokenStream.open(Path(trainer.run_dir) / "tokens.bin").sources}
+        sources = {source["path"] for source in TokenStream.open(Path(trainer.run_dir) / "tokens.bin",
+                                                                    verify=False).sources}
         return bool(sources) and sources == {str(path.resolve()) for path in resolve_corpus(corpus)}
     except (SeqnetError, OSError, KeyError, TypeError):
         return False

@@ -310,7 +310,9 @@ class TokenStream:
         return changed if present else []
 
     @classmethod
-    def open(cls, path: str | Path) -> TokenStream:
+    def open(cls, path: str | Path, *, verify: bool = True) -> TokenStream:
+        """The token file at ``path`` and its sidecar; ``verify``: one pass checking its sha256
+        and id range (False for a file this process has just written, or to read its sidecar)."""
         path = Path(path)
         sidecar = _read_sidecar(_sidecar_path(path))
         dtype = np.dtype(sidecar["dtype"]).newbyteorder("<")
@@ -323,7 +325,8 @@ class TokenStream:
                 f"{'no file' if actual_bytes is None else f'{actual_bytes} bytes'}"
             )
         ids = np.memmap(path, dtype=dtype, mode="r", shape=(sidecar["count"],))
-        _check_ids(path, ids, sidecar)
+        if verify:
+            _check_ids(path, ids, sidecar)
         return cls(path, ids, sidecar.get("vocab_size"), sidecar.get("tokenizer_kind"),
                    sidecar["tokenizer_fingerprint"], tuple(sidecar.get("sources", ())))
 
@@ -347,9 +350,10 @@ def _check_ids(path: Path, ids: np.memmap, sidecar: dict, chunk: int = 1 << 22) 
                           f"{sidecar['sha256']}: the file is damaged (restore it, or start a new run)")
 
 
-def load_token_ids(path: str | Path) -> np.memmap:
-    """The ids written by ``encode_corpus``: (N,) read-only uint16/uint32 memmap."""
-    return TokenStream.open(path).ids
+def load_token_ids(path: str | Path, *, verify: bool = True) -> np.memmap:
+    """The ids written by ``encode_corpus``: (N,) read-only uint16/uint32 memmap (``verify``: see
+    :meth:`TokenStream.open`)."""
+    return TokenStream.open(path, verify=verify).ids
 
 
 def split_train_val(ids: np.ndarray, val_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:

@@ -149,7 +149,7 @@ class LanguageModelTask(Task):
             tokenizer = make_tokenizer("byte")
         else:
             tokenizer = make_tokenizer(config.tokenizer, iter_text_chunks(paths), max_words=config.max_words)
-        ids = load_token_ids(encode_corpus(paths, tokenizer, Path(run_dir) / "tokens.bin"))
+        ids = load_token_ids(encode_corpus(paths, tokenizer, Path(run_dir) / "tokens.bin"), verify=False)  # just written
         model = build_model(config, tokenizer, backend=backend, device=device, dtype=dtype, seed=seed)
         task = cls(config, tokenizer, model, ids)
         warn_if_small_validation(config, int(task.val_ids.shape[0]), int(ids.shape[0]))
@@ -262,7 +262,8 @@ class LanguageModelTask(Task):
         advice = (f"this model's {self.tokenizer.kind} tokenizer reads UTF-8 text only (a model trained with "
                   "--tokenizer byte reads any file)")
         with tempfile.TemporaryDirectory() as tmp:  # encoded on disk and memory-mapped, like training data
-            ids = load_token_ids(encode_corpus(paths, self.tokenizer, Path(tmp) / "eval.bin", utf8_advice=advice))
+            ids = load_token_ids(encode_corpus(paths, self.tokenizer, Path(tmp) / "eval.bin", utf8_advice=advice),
+                                 verify=False)
             if ids.shape[0] < 2:
                 raise ConfigError(f"--corpus: {corpus} holds {ids.shape[0]} token; expected at least 2 (one to "
                                   "predict from, one to predict)")
