@@ -130,7 +130,7 @@ def main() -> None:
     finally:
         for leftover in (path + ".new", path, os.path.dirname(path)):
             try:
-                os.unlink(leftover) if leftover == path else os.rmdir(leftover)
+                os.rmdir(leftover) if leftover == os.path.dirname(path) else os.unlink(leftover)   # sockets, then their dir
             except OSError:
                 pass
 
