@@ -99,7 +99,7 @@ def resume_step(run_dir: Path) -> int:
 # Fields that do not matter to the use being tried (a value there is taken as it is).
 IGNORED_BY_SAMPLING = ("task.state", "trainer", "arrays.optimizer", "arrays.trainer", "config.task.corpus")
 MUST_FALL_BACK = ("config.task.cell", "config.task.layer_norm", "config.task.hidden", "config.trainer.steps",
-                  "config.trainer.batch", "task.setup", "task.state", "task.state.data", "trainer",
+                  "config.task.batch", "task.setup", "task.state", "task.state.data", "trainer",
                   "arrays.weights.names", "trainer.optimizer.hyperparams")
 
 
@@ -121,8 +121,8 @@ def test_every_field_edited_is_used_as_is_or_falls_back_or_is_one_line(run, tmp_
                 continue
             for value in ("x", DELETE):
                 what = f"{path}={'deleted' if value is DELETE else json.dumps(value)}"
-                if (what, use) in results:
-                    assert results[what, use] == "fallback", (what, use, results[what, use])
+                assert (what, use) in results, (what, use)                      # the field exists in meta.json
+                assert results[what, use] == "fallback", (what, use, results[what, use])
 
 
 def test_with_no_intact_checkpoint_the_error_names_the_file_and_the_field(run, tmp_path):
